@@ -1,0 +1,41 @@
+"""hf_mmdl: landmark multimodal architectures as first-class HuggingFace models.
+
+Importing the package registers every configuration, model and processor with transformers' Auto classes, so
+`AutoConfig`, `AutoModel`, `AutoModelForImageTextToText`, `AutoProcessor` and `pipeline(...)` load saved folders.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+)
+
+from .modeling import M2Config, M2ForConditionalGeneration, M2Model
+from .processing import M2ImageProcessor, M2Processor
+
+__version__ = "0.1.0"
+
+# (config, bare model, {Auto task class: head model}, image processor, processor); later architectures add a row.
+_REGISTRY = [
+    (M2Config, M2Model, {AutoModelForImageTextToText: M2ForConditionalGeneration}, M2ImageProcessor, M2Processor),
+]
+
+
+def _register_with_auto_classes() -> None:
+    for config, base_model, task_models, image_processor, processor in _REGISTRY:
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        AutoModel.register(config, base_model, exist_ok=True)
+        for auto_class, model in task_models.items():
+            auto_class.register(config, model, exist_ok=True)
+        if image_processor is not None:
+            AutoImageProcessor.register(config, image_processor_classes={"pil": image_processor}, exist_ok=True)
+        AutoProcessor.register(config, processor, exist_ok=True)
+
+
+_register_with_auto_classes()
+
+MODEL_TYPES = tuple(row[0].model_type for row in _REGISTRY)
+
+__all__ = ["M2Config", "M2ForConditionalGeneration", "M2ImageProcessor", "M2Model", "M2Processor", "MODEL_TYPES"]

@@ -1,0 +1,14 @@
+"""Processors: raw images, region features, text and audio in; model inputs out, and model outputs back."""
+
+from .image_processing import validate_images
+from .processing_m2 import M2ImageProcessor, M2Processor
+from .tokenization import caption_tokenizer_from_vocab, train_caption_tokenizer, words_of
+
+__all__ = [
+    "M2ImageProcessor",
+    "M2Processor",
+    "caption_tokenizer_from_vocab",
+    "train_caption_tokenizer",
+    "validate_images",
+    "words_of",
+]

@@ -1,0 +1,62 @@
+"""Word-level caption tokenizers built with `tokenizers` and wrapped as `PreTrainedTokenizerFast`.
+
+Captioning papers of the M² era lower-case captions, drop punctuation, and keep words seen at least `min_count`
+times; the rest map to <unk>. The vocabulary is sorted by frequency, then alphabetically, after the special tokens,
+so that the same captions always give the same ids.
+"""
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+CAPTION_SPECIAL_TOKENS = ("<unk>", "<pad>", "<bos>", "<eos>")
+_PUNCTUATION = r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"""
+
+
+def _caption_pipeline(vocab: dict[str, int]) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=CAPTION_SPECIAL_TOKENS[0]))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(_PUNCTUATION), " ")]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
+
+
+def words_of(text: str) -> list[str]:
+    """The words a caption tokenizer sees in `text`: lower-cased, punctuation dropped."""
+    pipeline = _caption_pipeline({CAPTION_SPECIAL_TOKENS[0]: 0})
+    normalized = pipeline.normalizer.normalize_str(text)
+    return [word for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def caption_tokenizer_from_vocab(itos: Sequence[str], model_max_length: int = 54) -> PreTrainedTokenizerFast:
+    """A caption tokenizer whose id i is `itos[i]`; the four special tokens must be in the list (e.g. an original
+    checkpoint's vocabulary)."""
+    missing = [token for token in CAPTION_SPECIAL_TOKENS if token not in itos]
+    if missing:
+        raise ValueError(f"The vocabulary lacks the special tokens {missing}; it needs all of {CAPTION_SPECIAL_TOKENS}.")
+    if len(set(itos)) != len(itos):
+        raise ValueError("The vocabulary lists some words twice; each word needs exactly one id.")
+    unk, pad, bos, eos = CAPTION_SPECIAL_TOKENS
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_caption_pipeline({word: i for i, word in enumerate(itos)}),
+        unk_token=unk,
+        pad_token=pad,
+        bos_token=bos,
+        eos_token=eos,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def train_caption_tokenizer(
+    captions: Iterable[str], min_count: int = 5, model_max_length: int = 54
+) -> PreTrainedTokenizerFast:
+    """Build the vocabulary from training captions: words seen at least `min_count` times, most frequent first."""
+    counts = Counter(word for caption in captions for word in words_of(caption))
+    if not counts:
+        raise ValueError("No words found in the training captions: pass a non-empty list of captions.")
+    kept = sorted((word for word, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+    return caption_tokenizer_from_vocab(list(CAPTION_SPECIAL_TOKENS) + kept, model_max_length=model_max_length)
