@@ -1,0 +1,1 @@
+"""Training recipes shared by the example scripts and the `hf-mmdl` command."""

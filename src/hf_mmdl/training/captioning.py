@@ -1,0 +1,279 @@
+"""Cross-entropy training, evaluation and baselines for image captioners (M²), shared by
+`examples/run_captioning.py` and `hf-mmdl quickstart`."""
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments
+
+from ..data import load_caption_dataset
+from ..metrics import CiderD, caption_metrics
+from ..modeling import M2Config, M2ForConditionalGeneration
+from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
+from ..visualization import captioned_image_grid
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptioningModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved M² folder or Hub id to fine-tune; default: a fresh model."}
+    )
+    model_size: str = field(
+        default="small", metadata={"help": "Fresh model size: 'tiny' (tests), 'small' (CPU minutes) or 'paper'."}
+    )
+    image_size: int = field(default=64, metadata={"help": "Side of the square images fed to the grid backbone."})
+    min_word_count: int = field(default=2, metadata={"help": "Words rarer than this in training captions become <unk>."})
+
+
+@dataclass
+class CaptioningDataArguments:
+    dataset_name: str = field(
+        default="scenes",
+        metadata={"help": "'scenes' or 'twemoji' (built in), or a datasets Hub name / local path with images and captions."},
+    )
+    image_column: str = field(default="image", metadata={"help": "Image column of a non-built-in dataset."})
+    captions_column: str = field(default="captions", metadata={"help": "Caption(s) column of a non-built-in dataset."})
+    num_train_images: int = field(default=4000, metadata={"help": "Built-in scenes: training images."})
+    num_eval_images: int = field(default=250, metadata={"help": "Built-in scenes: validation and test images each."})
+    max_objects: int = field(default=4, metadata={"help": "Built-in scenes: most shapes per image."})
+    data_seed_builtin: int = field(default=0, metadata={"help": "Seed of the built-in data generator."})
+    max_test_images: int | None = field(default=None, metadata={"help": "Score at most this many test images."})
+
+
+@dataclass
+class CaptioningTrainingArguments(TrainingArguments):
+    output_dir: str = field(default="outputs/m2-captioning")
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    num_train_epochs: float = 4.0
+    warmup_steps: float = 500
+    adam_beta2: float = 0.98
+    lr_scheduler_type: str = "inverse_sqrt"
+    logging_steps: float = 50
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 1
+    report_to: str | list[str] | None = "none"
+    remove_unused_columns: bool = False
+    dataloader_num_workers: int = 0
+    paper_schedule: bool = field(
+        default=True,
+        metadata={
+            "help": "M²'s warm-up schedule lr(s) = d_model^-0.5 · min(s^-0.5, s · warmup^-1.5); it sets learning_rate "
+            "to its peak (d_model · warmup)^-0.5 with the inverse-sqrt scheduler."
+        },
+    )
+    num_beams: int = field(default=5, metadata={"help": "Beams for test-set captioning (paper: 5)."})
+    max_new_tokens: int = field(default=20, metadata={"help": "Longest generated caption (paper: 20)."})
+
+
+def m2_config_for(size: str, vocab_size: int, image_size: int, tokenizer) -> M2Config:
+    """Fresh M² configurations: 'paper' (regions, Table defaults), 'small' and 'tiny' (grid backbones for CPU)."""
+    special = dict(
+        vocab_size=vocab_size,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        unk_token_id=tokenizer.unk_token_id,
+        max_position_embeddings=tokenizer.model_max_length,
+    )
+    if size == "paper":
+        return M2Config(**special)
+    widths = {"small": (32, 64, 128), "tiny": (8, 16, 32)}
+    if size not in widths:
+        raise ValueError(f"model_size must be 'tiny', 'small' or 'paper', got {size!r}.")
+    backbone = ResNetConfig(
+        embedding_size=widths[size][0],
+        hidden_sizes=list(widths[size]),
+        depths=[1, 1, 1],
+        layer_type="basic",
+        out_features=["stage2"],
+    )
+    cells = (image_size // 8) ** 2  # stem /4, then stage2 /2
+    dims = dict(small=dict(d_model=128, num_attention_heads=4, d_ff=512, memory_slots=16, dropout=0.1),
+                tiny=dict(d_model=32, num_attention_heads=4, d_ff=64, memory_slots=4, dropout=0.0))[size]
+    return M2Config(**dims, **special, backbone_config=backbone, max_regions=cells)
+
+
+def caption_pairs(data: datasets.DatasetDict, split: str) -> datasets.Dataset:
+    """One row per (image, caption) of `split`: each reference caption is a training sample, as in the paper.
+    Rows point at their image (split name and index) so images are stored, and decoded, once."""
+    pairs = [(i, c) for i, caps in enumerate(data[split]["captions"]) for c in caps]
+    return datasets.Dataset.from_dict(
+        {"split": [split] * len(pairs), "image_index": [i for i, _ in pairs], "caption": [c for _, c in pairs]}
+    )
+
+
+class CaptionPairCollator:
+    """Looks the images of a batch of (split, image_index, caption) rows up and runs the processor."""
+
+    def __init__(self, processor: M2Processor, data: datasets.DatasetDict):
+        self.processor = processor
+        self.images = {name: split.select_columns(["image"]) for name, split in data.items()}
+
+    def __call__(self, rows: list[dict]) -> dict:
+        images = [self.images[r["split"]][r["image_index"]]["image"] for r in rows]
+        return dict(self.processor(images=images, text_target=[r["caption"] for r in rows], truncation=True))
+
+
+@torch.no_grad()
+def generate_captions(model, processor, images, batch_size: int = 50, **generate_kwargs) -> list[str]:
+    model.eval()
+    captions = []
+    for start in tqdm(range(0, len(images), batch_size), desc="captioning", leave=False):
+        inputs = processor(images=images[start : start + batch_size]).to(model.device)
+        captions += processor.batch_decode(model.generate(**inputs, **generate_kwargs))
+    return captions
+
+
+def best_constant_caption(train_captions: list[str], validation_references: list[list[str]], candidates: int = 200) -> str:
+    """The training caption that scores the highest CIDEr-D on the validation images when given for every image,
+    among the `candidates` most frequent ones."""
+    scorer = CiderD.from_references(validation_references)
+    pool = [c for c, _ in Counter(train_captions).most_common(candidates)]
+    scores = [scorer.corpus_score([c] * len(validation_references), validation_references)[0] for c in pool]
+    return pool[int(np.argmax(scores))]
+
+
+def pixel_matrix(images, side: int = 32) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((side, side)), dtype=np.float32).ravel()) for im in images])
+
+
+def nearest_neighbour_captions(train_split, query_images, k: int = 5) -> list[str]:
+    """Caption retrieval on raw pixels (Devlin et al., 2015): among the captions of the k nearest training images
+    (L2 on 32×32 RGB pixels), return the consensus caption, the one with the highest CIDEr-D to the others."""
+    train_pixels, query_pixels = pixel_matrix(train_split["image"]), pixel_matrix(query_images)
+    neighbours = torch.cdist(query_pixels, train_pixels).topk(k, largest=False).indices.tolist()
+    train_captions = train_split["captions"]
+    scorer = CiderD.from_references(train_captions)
+    retrieved = []
+    for idx in neighbours:
+        pool = [c for i in idx for c in train_captions[i]]
+        consensus = [scorer.score(c, pool[:j] + pool[j + 1 :]) for j, c in enumerate(pool)]
+        retrieved.append(pool[int(np.argmax(consensus))])
+    return retrieved
+
+
+def build_processor(train_split, model_args: CaptioningModelArguments, max_length: int = 54) -> M2Processor:
+    tokenizer = train_caption_tokenizer(
+        (c for caps in train_split["captions"] for c in caps), min_count=model_args.min_word_count, model_max_length=max_length
+    )
+    image_processor = M2ImageProcessor(size={"height": model_args.image_size, "width": model_args.image_size})
+    return M2Processor(image_processor, tokenizer)
+
+
+def load_captioning_data(data_args: CaptioningDataArguments) -> datasets.DatasetDict:
+    builtin = {}
+    if data_args.dataset_name == "scenes":
+        builtin = dict(
+            num_train=data_args.num_train_images,
+            num_validation=data_args.num_eval_images,
+            num_test=data_args.num_eval_images,
+            max_objects=data_args.max_objects,
+            seed=data_args.data_seed_builtin,
+        )
+    return load_caption_dataset(
+        data_args.dataset_name, data_args.image_column, data_args.captions_column, **builtin
+    )
+
+
+def run_captioning(
+    model_args: CaptioningModelArguments, data_args: CaptioningDataArguments, training_args: CaptioningTrainingArguments
+) -> dict:
+    """Train an M² captioner with cross-entropy, score it and two baselines on the test split, save the model and
+    processor (`from_pretrained`-loadable), a results JSON and a PNG of test captions in `output_dir`."""
+    data = load_captioning_data(data_args)
+    if model_args.model_name_or_path:
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
+    else:
+        processor = build_processor(data["train"], model_args)
+        config = m2_config_for(model_args.model_size, len(processor.tokenizer), model_args.image_size, processor.tokenizer)
+        model = M2ForConditionalGeneration(config)
+        processor.image_processor.max_regions = config.max_regions
+    if training_args.paper_schedule:
+        training_args.learning_rate = (model.config.d_model * max(1, training_args.warmup_steps)) ** -0.5
+        training_args.lr_scheduler_type = "inverse_sqrt"
+    logger.info("M² with %.2fM parameters, peak learning rate %.2e", model.num_parameters() / 1e6, training_args.learning_rate)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=caption_pairs(data, "train"),
+        eval_dataset=caption_pairs(data, "validation"),
+        data_collator=CaptionPairCollator(processor, data),
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+
+    test = data["test"]
+    if data_args.max_test_images:
+        test = test.select(range(min(len(test), data_args.max_test_images)))
+    references = test["captions"]
+    model.eval()
+    predictions = generate_captions(
+        model, processor, test["image"], num_beams=training_args.num_beams, max_new_tokens=training_args.max_new_tokens, length_penalty=0.0
+    )
+    constant = best_constant_caption([c for caps in data["train"]["captions"] for c in caps], data["validation"]["captions"])
+    retrieved = nearest_neighbour_captions(data["train"], test["image"])
+    results = {
+        "model": caption_metrics(predictions, references),
+        "constant_caption_baseline": caption_metrics([constant] * len(test), references, meteor=False),
+        "nearest_neighbour_baseline": caption_metrics(retrieved, references, meteor=False),
+        "constant_caption": constant,
+        "train_loss_first": history[0]["loss"] if history else None,
+        "train_loss_last": history[-1]["loss"] if history else None,
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+        "num_parameters": model.num_parameters(),
+        "dataset": data_args.dataset_name,
+        "test_images": len(test),
+        "examples": [{"generated": p, "references": r} for p, r in zip(predictions[:8], references[:8])],
+    }
+    if trainer.is_world_process_zero():
+        out = Path(training_args.output_dir)
+        trainer.save_model(str(out))
+        processor.save_pretrained(str(out))
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        captioned_image_grid(
+            test["image"][:12],
+            [[("M²", p), ("ref", r[0])] for p, r in zip(predictions[:12], references[:12])],
+            out / "test_captions.png",
+            title=f"M² on {data_args.dataset_name} test images: CIDEr-D {100 * results['model']['cider_d']:.1f}",
+        )
+        logger.info("Saved model, processor, results.json and test_captions.png to %s", out)
+    return results
+
+
+def results_table(results: dict) -> str:
+    rows = [("M²", results["model"]), ("best constant caption", results["constant_caption_baseline"]),
+            ("nearest neighbour (pixels)", results["nearest_neighbour_baseline"])]
+    lines = ["| captioner | BLEU-1 | BLEU-4 | ROUGE-L | CIDEr-D |", "|---|---|---|---|---|"]
+    for name, m in rows:
+        lines.append(f"| {name} | {100 * m['bleu_1']:.1f} | {100 * m['bleu_4']:.1f} | {100 * m['rouge_l']:.1f} | {100 * m['cider_d']:.1f} |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CaptionPairCollator",
+    "CaptioningDataArguments",
+    "CaptioningModelArguments",
+    "CaptioningTrainingArguments",
+    "best_constant_caption",
+    "caption_pairs",
+    "generate_captions",
+    "m2_config_for",
+    "nearest_neighbour_captions",
+    "results_table",
+    "run_captioning",
+]

@@ -1,0 +1,48 @@
+"""Figures saved as PNG: results people would rather see than read."""
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+
+
+def _font(size: int) -> PIL.ImageFont.ImageFont:
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return PIL.ImageFont.load_default()
+
+
+def captioned_image_grid(
+    images: Sequence[PIL.Image.Image],
+    captions: Sequence[Sequence[tuple[str, str]]],
+    path: str | Path,
+    columns: int = 4,
+    tile: int = 192,
+    title: str | None = None,
+) -> Path:
+    """Save a grid of images, each above its labelled captions, e.g. [("M²", "a red circle"), ("ref", "...")]."""
+    font, bold = _font(12), _font(14)
+    wrap = max(20, tile // 7)
+    blocks = [[f"{label}: {line}" for label, text in entry for line in textwrap.wrap(text, wrap) or [""]] for entry in captions]
+    text_height = 16 * max(len(b) for b in blocks) + 8
+    rows = -(-len(images) // columns)
+    header = 28 if title else 0
+    sheet = PIL.Image.new("RGB", (columns * (tile + 10) + 10, header + rows * (tile + text_height + 10) + 10), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    if title:
+        draw.text((10, 6), title, fill="black", font=bold)
+    for i, (image, block) in enumerate(zip(images, blocks)):
+        x = 10 + (i % columns) * (tile + 10)
+        y = header + 10 + (i // columns) * (tile + text_height + 10)
+        sheet.paste(image.convert("RGB").resize((tile, tile), PIL.Image.Resampling.NEAREST), (x, y))
+        for j, line in enumerate(block):
+            colour = "darkgreen" if j == 0 or not line.startswith("ref") else "dimgray"
+            draw.text((x, y + tile + 4 + 16 * j), line, fill=colour, font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
