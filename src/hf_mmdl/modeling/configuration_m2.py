@@ -39,6 +39,7 @@ class M2Config(PretrainedConfig):
             regions carry no position in M², but grid cells have no identity without one, so spatial relations
             become learnable.
         init_std (`float`): Unused by M²'s own Xavier init; kept for transformers' generic initialisers.
+        use_cache (`bool`): Return a key/value cache from forward passes by default.
     """
 
     model_type = "m2_transformer"
@@ -71,6 +72,7 @@ class M2Config(PretrainedConfig):
     decoder_start_token_id: int | None = 2
     is_encoder_decoder: bool = True
     tie_word_embeddings: bool = False
+    use_cache: bool = True
 
     def __post_init__(self, **kwargs):
         if self.d_model % self.num_attention_heads:

@@ -249,6 +249,14 @@ class M2DecoderLayer(GradientCheckpointingLayer):
         return self.feed_forward(meshed) * query_mask, gates
 
 
+class M2PositionEmbedding(nn.Embedding):
+    """The decoder's frozen word-position table; row 0 is the padding position."""
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__(num_positions, dim, padding_idx=0)
+        self.weight.requires_grad_(False)
+
+
 class M2Decoder(nn.Module):
     """The meshed decoder: word + frozen position embeddings, then meshed decoder layers.
 
@@ -259,8 +267,7 @@ class M2Decoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
-        self.embed_positions = nn.Embedding(config.max_position_embeddings + 1, config.d_model, padding_idx=0)
-        self.embed_positions.weight.requires_grad_(False)
+        self.embed_positions = M2PositionEmbedding(config.max_position_embeddings + 1, config.d_model)
         self.layers = nn.ModuleList([M2DecoderLayer(config, i) for i in range(config.decoder_layers)])
 
     def forward(
@@ -326,22 +333,20 @@ class M2PreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
+        if isinstance(module, M2PositionEmbedding):
+            if self.config.position_table_init == "sinusoidal":
+                init.copy_(module.weight, sinusoid_position_table(*module.weight.shape, padding_idx=0))
+            else:
+                init.xavier_uniform_(module.weight)
+        elif isinstance(module, nn.Embedding):
+            init.xavier_uniform_(module.weight)
+        elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, M2MemoryAugmentedAttention):
             init.xavier_uniform_(module.memory_keys)
             init.xavier_uniform_(module.memory_values)
-        elif isinstance(module, M2Decoder):
-            init.xavier_uniform_(module.embed_tokens.weight)
-            table = module.embed_positions.weight
-            if self.config.position_table_init == "sinusoidal":
-                init.copy_(table, sinusoid_position_table(table.shape[0], table.shape[1], padding_idx=0))
-            else:
-                init.xavier_uniform_(table)
-        elif isinstance(module, M2Encoder) and module.grid_position_embeddings is not None:
-            init.xavier_uniform_(module.grid_position_embeddings.weight)
         elif isinstance(module, (nn.LayerNorm, nn.Conv2d, nn.BatchNorm2d)):
             super()._init_weights(module)
 

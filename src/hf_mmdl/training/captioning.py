@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..data import load_caption_dataset
 from ..metrics import CiderD, caption_metrics
@@ -52,18 +53,18 @@ class CaptioningDataArguments:
 
 @dataclass
 class CaptioningTrainingArguments(TrainingArguments):
-    output_dir: str = field(default="outputs/m2-captioning")
+    output_dir: str | None = field(default="outputs/m2-captioning")
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
     num_train_epochs: float = 4.0
     warmup_steps: float = 500
     adam_beta2: float = 0.98
-    lr_scheduler_type: str = "inverse_sqrt"
+    lr_scheduler_type: SchedulerType | str = "inverse_sqrt"
     logging_steps: float = 50
-    eval_strategy: str = "epoch"
-    save_strategy: str = "epoch"
+    eval_strategy: IntervalStrategy | str = "epoch"
+    save_strategy: SaveStrategy | str = "epoch"
     save_total_limit: int | None = 1
-    report_to: str | list[str] | None = "none"
+    report_to: None | str | list[str] = "none"
     remove_unused_columns: bool = False
     dataloader_num_workers: int = 0
     paper_schedule: bool = field(

@@ -1,0 +1,163 @@
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForImageTextToText
+
+from hf_mmdl import M2ForConditionalGeneration, M2Model
+from hf_mmdl.modeling.layers import sinusoid_position_table
+
+from conftest import tiny_region_config
+
+
+def caption_labels(processor, batch_size=2):
+    return processor(text_target=["a red circle", "a green star above a white cross"][:batch_size])["labels"]
+
+
+def test_tiny_config_matches_reference_parameter_count(region_model):
+    # The spec's tiny configuration has 88,992 parameters with a 64-word vocabulary.
+    config = tiny_region_config(type("T", (), {"__len__": lambda self: 64})())
+    assert M2ForConditionalGeneration(config).num_parameters() == 88_992
+
+
+@pytest.mark.parametrize("fixture", ["region_model", "grid_model"])
+def test_save_and_auto_reload_give_identical_outputs(fixture, request, tmp_path, regions, image_processor_m2, rgb_image):
+    model = request.getfixturevalue(fixture)
+    inputs = regions if fixture == "region_model" else dict(image_processor_m2(images=[rgb_image, rgb_image.rotate(90)]))
+    labels = caption_labels(image_processor_m2)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")), "weights must be stored as safetensors only"
+
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        before = model(**inputs, labels=labels)
+        after = reloaded(**inputs, labels=labels)
+    torch.testing.assert_close(after.logits, before.logits, rtol=0, atol=0)
+    assert type(AutoModel.from_pretrained(tmp_path)) is M2Model
+
+
+def test_frozen_position_table_is_copied_from_the_checkpoint_not_regenerated(tokenizer, tmp_path):
+    legacy = M2ForConditionalGeneration(tiny_region_config(tokenizer, position_table_init="xavier"))
+    table = legacy.model.decoder.embed_positions.weight
+    assert not table.requires_grad
+    assert not torch.allclose(table, sinusoid_position_table(*table.shape, padding_idx=0))
+    legacy.save_pretrained(tmp_path)
+    reloaded = M2ForConditionalGeneration.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded.model.decoder.embed_positions.weight, table, rtol=0, atol=0)
+
+    fresh = M2ForConditionalGeneration(tiny_region_config(tokenizer)).model.decoder.embed_positions.weight
+    torch.testing.assert_close(fresh, sinusoid_position_table(*fresh.shape, padding_idx=0))
+
+
+@pytest.mark.parametrize("num_beams", [1, 5])
+def test_cached_and_uncached_decoding_give_identical_tokens(region_model, regions, num_beams):
+    kwargs = dict(num_beams=num_beams, max_new_tokens=15, length_penalty=0.0)
+    cached = region_model.generate(**regions, **kwargs, use_cache=True)
+    uncached = region_model.generate(**regions, **kwargs, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_cached_and_uncached_decoding_match_with_a_grid_backbone(grid_model, image_processor_m2, rgb_image):
+    pixels = image_processor_m2(images=[rgb_image, rgb_image.transpose(0)])
+    assert torch.equal(grid_model.generate(**pixels, use_cache=True), grid_model.generate(**pixels, use_cache=False))
+
+
+def sequence_log_probs(model, visual_inputs, sequences, eos_token_id):
+    """Sum of log-probabilities of each generated caption (up to and including <eos>) under teacher forcing."""
+    with torch.no_grad():
+        logits = model(**visual_inputs, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
+    token_log_probs = logits.log_softmax(-1).gather(-1, sequences[:, 1:, None]).squeeze(-1)
+    ended_before = (sequences[:, 1:] == eos_token_id).long().cumsum(-1) - (sequences[:, 1:] == eos_token_id).long()
+    return (token_log_probs * (ended_before == 0)).sum(-1)
+
+
+def test_beam_search_returns_the_best_scoring_beam_first(region_model, regions):
+    single = {k: v[:1] for k, v in regions.items()}
+    out = region_model.generate(
+        **single, num_beams=5, num_return_sequences=5, max_new_tokens=12, length_penalty=0.0,
+        output_scores=True, return_dict_in_generate=True,
+    )
+    rescored = sequence_log_probs(
+        region_model, {k: v.expand(5, *v.shape[1:]) for k, v in single.items()}, out.sequences, region_model.config.eos_token_id
+    )
+    torch.testing.assert_close(out.sequences_scores, rescored, atol=1e-4, rtol=1e-4)
+    assert int(rescored.argmax()) == 0
+    assert torch.equal(region_model.generate(**single, max_new_tokens=12)[0], out.sequences[0])
+
+
+def test_padded_regions_do_not_change_outputs_with_the_correct_mask(region_model, regions):
+    labels = torch.tensor([[5, 6, 7, 3]])
+    with torch.no_grad():
+        padded = region_model(**{k: v[1:] for k, v in regions.items()}, labels=labels)
+        unpadded = region_model(region_features=regions["region_features"][1:, :6], labels=labels)
+    torch.testing.assert_close(padded.logits, unpadded.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(
+        region_model.generate(region_features=regions["region_features"][1:, :6]),
+        region_model.generate(**{k: v[1:] for k, v in regions.items()}),
+    )
+
+
+def test_legacy_region_mask_attends_to_zero_padding_like_the_original_code(tokenizer, region_model, regions):
+    with torch.no_grad():  # trained weights have a non-zero input LayerNorm bias, so padding never projects to 0
+        region_model.model.encoder.input_norm.bias.normal_()
+    legacy = M2ForConditionalGeneration(tiny_region_config(tokenizer, region_mask_mode="legacy")).eval()
+    legacy.load_state_dict(region_model.state_dict())
+    padded = {k: v[1:] for k, v in regions.items()}
+    encoded = legacy.get_encoder()(**padded)
+    assert encoded.attention_mask.all(), "the legacy mask tests projected features, so padding stays visible"
+    labels = torch.tensor([[5, 6, 7, 3]])
+    with torch.no_grad():
+        assert not torch.allclose(legacy(**padded, labels=labels).logits, region_model(**padded, labels=labels).logits)
+
+
+def test_gradients_reach_memory_slots_and_meshed_gates_but_not_the_position_table(tokenizer, regions):
+    model = M2ForConditionalGeneration(tiny_region_config(tokenizer)).train()
+    model(**regions, labels=torch.tensor([[5, 6, 3], [7, 8, 3]])).loss.backward()
+    for layer in model.model.encoder.layers:
+        assert layer.self_attn.memory_keys.grad.abs().sum() > 0
+        assert layer.self_attn.memory_values.grad.abs().sum() > 0
+    for layer in model.model.decoder.layers:
+        for gate in layer.gates:
+            assert gate.weight.grad.abs().sum() > 0
+    assert model.model.decoder.embed_positions.weight.grad is None
+
+
+def test_gates_are_sigmoids_over_each_encoder_level(tokenizer, regions):
+    model = M2ForConditionalGeneration(tiny_region_config(tokenizer, encoder_layers=2)).eval()
+    out = model(**regions, labels=torch.tensor([[5, 6, 3], [7, 8, 3]]), output_gates=True)
+    assert len(out.gates) == model.config.decoder_layers
+    assert out.gates[0].shape == (2, 2, 3, model.config.d_model)  # (batch, N levels, length, d)
+    assert ((out.gates[0] > 0) & (out.gates[0] < 1)).all()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, regions):
+    labels = torch.tensor([[5, 6, 3], [7, 8, 3]])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = M2ForConditionalGeneration(tiny_region_config(tokenizer)).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(**regions, labels=labels).loss.backward()
+        grads.append(model.model.encoder.layers[0].self_attn.memory_keys.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_bf16_autocast_forward_and_generation_on_cpu(region_model, regions):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = region_model(**regions, labels=torch.tensor([[5, 6, 3], [7, 8, 3]]))
+        generated = region_model.generate(**regions, num_beams=2, max_new_tokens=5)
+    assert out.logits.dtype == torch.bfloat16
+    assert torch.isfinite(out.loss) and torch.isfinite(out.logits.float()).all()
+    assert generated.shape[0] == 2
+
+
+def test_visual_input_errors_are_explained(region_model, grid_model, regions, image_processor_m2, rgb_image):
+    pixels = image_processor_m2(images=rgb_image)["pixel_values"]
+    with pytest.raises(ValueError, match="exactly one visual input"):
+        region_model(**regions, pixel_values=pixels, decoder_input_ids=torch.tensor([[2], [2]]))
+    with pytest.raises(ValueError, match="region_features"):
+        region_model(pixel_values=pixels, decoder_input_ids=torch.tensor([[2]]))
+    with pytest.raises(ValueError, match="Batch mismatch"):
+        region_model(**regions, labels=torch.tensor([[5, 3]]))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        region_model(**regions, decoder_input_ids=torch.full((2, 40), 5))
