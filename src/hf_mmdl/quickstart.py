@@ -23,7 +23,7 @@ def m2_quickstart(output_dir: Path, max_steps: int | None = None, num_train_imag
     data_args = CaptioningDataArguments(num_train_images=num_train_images or 4000, num_eval_images=250)
     training_args = CaptioningTrainingArguments(
         output_dir=str(output_dir / "m2"),
-        max_steps=max_steps or 1500,
+        max_steps=max_steps or 1200,
         warmup_steps=min(500, max_steps or 500),
         eval_strategy="no",
         save_strategy="no",

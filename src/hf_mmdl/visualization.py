@@ -27,7 +27,14 @@ def captioned_image_grid(
     """Save a grid of images, each above its labelled captions, e.g. [("M²", "a red circle"), ("ref", "...")]."""
     font, bold = _font(12), _font(14)
     wrap = max(20, tile // 7)
-    blocks = [[f"{label}: {line}" for label, text in entry for line in textwrap.wrap(text, wrap) or [""]] for entry in captions]
+    blocks = [
+        [
+            (label, ("" if j else f"{label}: ") + line)
+            for label, text in entry
+            for j, line in enumerate(textwrap.wrap(text, wrap, subsequent_indent="  ") or [""])
+        ]
+        for entry in captions
+    ]
     text_height = 16 * max(len(b) for b in blocks) + 8
     rows = -(-len(images) // columns)
     header = 28 if title else 0
@@ -39,8 +46,9 @@ def captioned_image_grid(
         x = 10 + (i % columns) * (tile + 10)
         y = header + 10 + (i // columns) * (tile + text_height + 10)
         sheet.paste(image.convert("RGB").resize((tile, tile), PIL.Image.Resampling.NEAREST), (x, y))
-        for j, line in enumerate(block):
-            colour = "darkgreen" if j == 0 or not line.startswith("ref") else "dimgray"
+        first_label = block[0][0]
+        for j, (label, line) in enumerate(block):
+            colour = "darkgreen" if label == first_label else "dimgray"
             draw.text((x, y + tile + 4 + 16 * j), line, fill=colour, font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -248,9 +248,9 @@ def run_captioning(
         (out / "results.json").write_text(json.dumps(results, indent=2))
         captioned_image_grid(
             test["image"][:12],
-            [[("M²", p), ("ref", r[0])] for p, r in zip(predictions[:12], references[:12])],
+            [[("M2", p), ("ref", r[0])] for p, r in zip(predictions[:12], references[:12])],
             out / "test_captions.png",
-            title=f"M² on {data_args.dataset_name} test images: CIDEr-D {100 * results['model']['cider_d']:.1f}",
+            title=f"M2 on {data_args.dataset_name} test images: CIDEr-D {100 * results['model']['cider_d']:.1f}",
         )
         logger.info("Saved model, processor, results.json and test_captions.png to %s", out)
     return results

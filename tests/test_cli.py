@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from hf_mmdl.cli import main
+
+
+def test_quickstart_trains_evaluates_and_saves_a_loadable_captioner(tmp_path):
+    main(["quickstart", "--output-dir", str(tmp_path), "--max-steps", "4", "--num-train-images", "40"])
+    summary = (tmp_path / "SUMMARY.md").read_text()
+    assert "CIDEr-D" in summary and "best constant caption" in summary and "nearest neighbour" in summary
+    assert (tmp_path / "m2" / "test_captions.png").exists()
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "m2")
+    processor = AutoProcessor.from_pretrained(tmp_path / "m2")
+    assert model.config.model_type == "m2_transformer"
+    assert processor.image_processor.size["height"] == 64
+
+
+def test_hf_mmdl_command_lists_its_subcommands():
+    out = subprocess.run([sys.executable, "-m", "hf_mmdl.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "quickstart" in out.stdout
