@@ -191,28 +191,19 @@ class M2DecoderLayer(GradientCheckpointingLayer):
     def level_keys_values(self, level_hidden_states: torch.Tensor, cache: EncoderDecoderCache | None):
         """Cross-attention keys/values of all levels, folded into the batch: (batch·N, heads, regions, head_dim).
 
-        They are computed once per generation and kept in the cross-attention cache as (batch, heads, N·regions,
-        head_dim), a layout whose first axis is the beam axis, so beam reordering stays correct."""
+        They are computed once per generation and cached as (batch, N·heads, regions, head_dim): a view of the same
+        memory whose first axis is the beam axis, so beam reordering stays correct and reading costs no copy."""
         batch, levels, regions, _ = level_hidden_states.shape
-        cross_cache = cache.cross_attention_cache if cache is not None else None
         if cache is not None and cache.is_updated.get(self.layer_idx):
-            cached = cross_cache.layers[self.layer_idx]
+            cached = cache.cross_attention_cache.layers[self.layer_idx]
             keys, values = cached.keys, cached.values
         else:
             keys, values = self.cross_attn.project_keys_values(level_hidden_states.flatten(0, 1))
-            heads, head_dim = keys.shape[1], keys.shape[-1]
-            keys, values = (
-                t.view(batch, levels, heads, regions, head_dim).transpose(1, 2).reshape(batch, heads, -1, head_dim)
-                for t in (keys, values)
-            )
+            keys, values = (t.reshape(batch, -1, regions, t.shape[-1]) for t in (keys, values))
             if cache is not None:
-                keys, values = cross_cache.update(keys, values, self.layer_idx)
+                keys, values = cache.cross_attention_cache.update(keys, values, self.layer_idx)
                 cache.is_updated[self.layer_idx] = True
-        heads, head_dim = keys.shape[1], keys.shape[-1]
-        return tuple(
-            t.view(batch, heads, levels, regions, head_dim).transpose(1, 2).reshape(batch * levels, heads, regions, head_dim)
-            for t in (keys, values)
-        )
+        return tuple(t.reshape(batch * levels, -1, regions, t.shape[-1]) for t in (keys, values))
 
     def forward(
         self,
@@ -473,6 +464,13 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, value):
         self.lm_head = value
+
+    @staticmethod
+    def _reorder_cache(past_key_values: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+        # Beam search only reorders beams within an image, and the cross-attention keys/values depend on the image
+        # alone, so only the self-attention cache moves; copying the 3-level cross cache each step halved speed.
+        past_key_values.self_attention_cache.reorder_cache(beam_idx)
+        return past_key_values
 
     def _prepare_model_inputs(self, inputs=None, bos_token_id=None, model_kwargs=None):
         # Either visual input can drive generation; transformers only knows the main one (pixel_values).
