@@ -15,13 +15,15 @@ def test_m2_learns_to_caption_scenes_better_than_the_best_constant_caption(tmp_p
         CaptioningModelArguments(model_size="small", image_size=32),
         CaptioningDataArguments(num_train_images=300, num_eval_images=40, max_objects=1),
         CaptioningTrainingArguments(
-            output_dir=str(tmp_path), max_steps=200, warmup_steps=100, logging_steps=10,
+            output_dir=str(tmp_path), max_steps=200, warmup_steps=50, logging_steps=10,
+            # The paper's schedule peaks at (d·warmup)^-0.5 ≈ 9e-3 for so short a warm-up: too hot to be stable.
+            paper_schedule=False, learning_rate=2e-3,
             eval_strategy="no", save_strategy="no", seed=0, disable_tqdm=True, num_beams=3,
         ),
     )
     assert results["train_loss_last"] < 0.6 * results["train_loss_first"]
     model_cider = results["model"]["cider_d"]
-    # Measured: about 2.3 against 0.6 (CIDEr-D 229 vs 59 on the leaderboard scale).
+    # Measured: about 2.2 against 0.6 (CIDEr-D 216-224 vs 59 on the leaderboard scale, seeds 0 and 1).
     assert model_cider > results["constant_caption_baseline"]["cider_d"] + 0.8, results
 
     # What the run saved is what a user loads.

@@ -21,6 +21,9 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from .configuration_m2 import M2Config
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
 
+# transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache`; M² accepts both.
+CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
 
 @dataclass
 class M2EncoderOutput(ModelOutput):
@@ -159,7 +162,7 @@ class M2Encoder(nn.Module):
             visible = hidden_states.sum(dim=-1) != 0
         attention_mask = visible[:, None, None, :]
 
-        levels = []
+        embedded, levels = hidden_states, []
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)
             levels.append(hidden_states)
@@ -168,7 +171,7 @@ class M2Encoder(nn.Module):
             last_hidden_state=hidden_states,
             level_hidden_states=level_hidden_states,
             attention_mask=visible,
-            hidden_states=tuple(levels) if output_hidden_states else None,
+            hidden_states=(embedded, *levels) if output_hidden_states else None,
         )
 
 
@@ -265,12 +268,12 @@ class M2Decoder(nn.Module):
         self,
         input_ids: torch.LongTensor,
         encoder_outputs: M2EncoderOutput,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         output_hidden_states: bool = False,
         output_gates: bool = False,
     ):
         batch, length = input_ids.shape
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         if past_length + length > self.config.max_position_embeddings:
             raise ValueError(
                 f"Captions of {past_length + length} tokens exceed max_position_embeddings="
@@ -299,7 +302,7 @@ class M2Decoder(nn.Module):
                 self_attention_mask,
                 cross_attention_mask,
                 query_mask.to(hidden_states.dtype),
-                past_key_values,
+                cache,
             )
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
@@ -378,13 +381,19 @@ class M2Model(M2PreTrainedModel):
         region_attention_mask: torch.Tensor | None = None,
         decoder_input_ids: torch.LongTensor | None = None,
         encoder_outputs: M2EncoderOutput | tuple | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         output_gates: bool = False,
         return_dict: bool | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
+        r"""
+        cache (`EncoderDecoderCache`, *optional*): Keys/values of earlier decoding steps (`past_key_values` before
+            transformers 5.24; either name works).
+        """
+        cache = cache if cache is not None else past_key_values
         if decoder_input_ids is None:
             raise ValueError("decoder_input_ids are required (or pass `labels` to M2ForConditionalGeneration).")
         if encoder_outputs is None:
@@ -401,20 +410,20 @@ class M2Model(M2PreTrainedModel):
                 f"{decoder_input_ids.shape[0]} captions."
             )
         use_cache = use_cache if use_cache is not None else self.config.use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         if not use_cache:
-            past_key_values = None
+            cache = None
         hidden_states, decoder_hidden_states, gates = self.decoder(
             decoder_input_ids,
             encoder_outputs,
-            past_key_values=past_key_values,
+            cache=cache,
             output_hidden_states=bool(output_hidden_states),
             output_gates=output_gates,
         )
         return M2Seq2SeqModelOutput(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values,
+            **{CACHE_FIELD: cache},
             decoder_hidden_states=decoder_hidden_states,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
@@ -466,11 +475,11 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         self.lm_head = value
 
     @staticmethod
-    def _reorder_cache(past_key_values: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+    def _reorder_cache(cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
         # Beam search only reorders beams within an image, and the cross-attention keys/values depend on the image
         # alone, so only the self-attention cache moves; copying the 3-level cross cache each step halved speed.
-        past_key_values.self_attention_cache.reorder_cache(beam_idx)
-        return past_key_values
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
 
     def _prepare_model_inputs(self, inputs=None, bos_token_id=None, model_kwargs=None):
         # Either visual input can drive generation; transformers only knows the main one (pixel_values).
@@ -486,11 +495,12 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         decoder_input_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         encoder_outputs: M2EncoderOutput | tuple | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         output_gates: bool = False,
         return_dict: bool | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
         **kwargs,
     ) -> M2Seq2SeqLMOutput:
         r"""
@@ -507,7 +517,7 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
             region_attention_mask=region_attention_mask,
             decoder_input_ids=decoder_input_ids,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=cache if cache is not None else past_key_values,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
             output_gates=output_gates,
@@ -519,7 +529,7 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         return M2Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,
