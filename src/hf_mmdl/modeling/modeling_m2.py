@@ -439,6 +439,11 @@ def shift_tokens_right(labels: torch.LongTensor, pad_token_id: int, start_token_
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
+# peft LoRA targets: every attention projection (encoder memory attention, decoder self- and cross-attention) and
+# the meshed gates. Use as `LoraConfig(target_modules=M2_LORA_TARGET_MODULES, ...)`.
+M2_LORA_TARGET_MODULES = r".*\.(q_proj|k_proj|v_proj|o_proj)|.*\.gates\.\d+"
+
+
 class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
     """M² captioner: [`M2Model`] with an untied, bias-free word classifier. With `labels` it returns the paper's
     cross-entropy (first) training objective; `generate()` runs beam search (paper: 5 beams, 20 tokens, no length
@@ -538,6 +543,7 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
 
 
 __all__ = [
+    "M2_LORA_TARGET_MODULES",
     "M2EncoderOutput",
     "M2ForConditionalGeneration",
     "M2Model",

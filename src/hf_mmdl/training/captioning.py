@@ -1,11 +1,11 @@
 """Cross-entropy training, evaluation and baselines for image captioners (M²), shared by
 `examples/run_captioning.py` and `hf-mmdl quickstart`."""
 
+import dataclasses
 import json
 import logging
-import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
 from ..data import load_caption_dataset
 from ..metrics import CiderD, caption_metrics
 from ..modeling import M2Config, M2ForConditionalGeneration
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..visualization import captioned_image_grid
+from .scst import ImageCollator, SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,17 @@ class CaptioningTrainingArguments(TrainingArguments):
             "to its peak (d_model · warmup)^-0.5 with the inverse-sqrt scheduler."
         },
     )
-    num_beams: int = field(default=5, metadata={"help": "Beams for test-set captioning (paper: 5)."})
+    num_beams: int = field(default=5, metadata={"help": "Beams for test-set captioning and SCST (paper: 5)."})
+    meteor: bool = field(default=True, metadata={"help": "Also score METEOR when Java is installed (~10 s start-up)."})
+    scst: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the second stage, self-critical training with CIDEr-D rewards, from the cross-entropy "
+            "checkpoint given as --model_name_or_path; max_steps / num_train_epochs then count SCST steps."
+        },
+    )
+    scst_learning_rate: float = field(default=5e-6, metadata={"help": "SCST learning rate, constant (paper: 5e-6)."})
+    scst_batch_size: int = field(default=10, metadata={"help": "SCST images per batch (paper: 10)."})
     max_new_tokens: int = field(default=20, metadata={"help": "Longest generated caption (paper: 20)."})
 
 
@@ -189,50 +200,108 @@ def load_captioning_data(data_args: CaptioningDataArguments) -> datasets.Dataset
     )
 
 
-def run_captioning(
-    model_args: CaptioningModelArguments, data_args: CaptioningDataArguments, training_args: CaptioningTrainingArguments
-) -> dict:
-    """Train an M² captioner with cross-entropy, score it and two baselines on the test split, save the model and
-    processor (`from_pretrained`-loadable), a results JSON and a PNG of test captions in `output_dir`."""
-    data = load_captioning_data(data_args)
-    if model_args.model_name_or_path:
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
-        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
-    else:
-        processor = build_processor(data["train"], model_args)
-        config = m2_config_for(model_args.model_size, len(processor.tokenizer), model_args.image_size, processor.tokenizer)
-        model = M2ForConditionalGeneration(config)
-        processor.image_processor.max_regions = config.max_regions
+def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint last` (or `true`) resumes from the newest checkpoint in output_dir."""
+    resume = training_args.resume_from_checkpoint
+    if resume and resume.lower() in ("last", "true"):
+        resume = get_last_checkpoint(training_args.output_dir)
+        if resume is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {training_args.output_dir}.")
+    return resume
+
+
+def image_rows(data: datasets.DatasetDict, split: str) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"split": [split] * len(data[split]), "image_index": list(range(len(data[split])))})
+
+
+def cross_entropy_trainer(model, processor, data, training_args: CaptioningTrainingArguments) -> Trainer:
     if training_args.paper_schedule:
         training_args.learning_rate = (model.config.d_model * max(1, training_args.warmup_steps)) ** -0.5
         training_args.lr_scheduler_type = "inverse_sqrt"
-    logger.info("M² with %.2fM parameters, peak learning rate %.2e", model.num_parameters() / 1e6, training_args.learning_rate)
-
-    trainer = Trainer(
+    return Trainer(
         model=model,
         args=training_args,
         train_dataset=caption_pairs(data, "train"),
         eval_dataset=caption_pairs(data, "validation"),
         data_collator=CaptionPairCollator(processor, data),
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def self_critical_trainer(model, processor, data, training_args: CaptioningTrainingArguments) -> SelfCriticalTrainer:
+    """The paper's second stage: constant learning rate, Adam's default betas, batches of whole images, rewards
+    with CIDEr-D document frequencies from the training captions (each caption its own document)."""
+    scst_args = dataclasses.replace(
+        training_args,
+        learning_rate=training_args.scst_learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        adam_beta2=0.999,
+        per_device_train_batch_size=training_args.scst_batch_size,
+        eval_strategy="no",
+        paper_schedule=False,
+    )
+    train_captions = [c for caps in data["train"]["captions"] for c in caps]
+    return SelfCriticalTrainer(
+        model=model,
+        args=scst_args,
+        train_dataset=image_rows(data, "train"),
+        data_collator=ImageCollator(processor, data),
+        processor=processor,
+        references={name: split["captions"] for name, split in data.items()},
+        cider=CiderD.from_corpus(train_captions),
+        num_beams=training_args.num_beams,
+        max_new_tokens=training_args.max_new_tokens,
+    )
+
+
+def run_captioning(
+    model_args: CaptioningModelArguments, data_args: CaptioningDataArguments, training_args: CaptioningTrainingArguments
+) -> dict:
+    """Train an M² captioner (cross-entropy, or with `scst` the self-critical stage from a cross-entropy checkpoint),
+    score it and two baselines on the test split, and save the model and processor (`from_pretrained`-loadable), a
+    results JSON and a PNG of test captions in `output_dir`."""
+    data = load_captioning_data(data_args)
+    if model_args.model_name_or_path:
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
+    elif training_args.scst:
+        raise ValueError("--scst starts from a cross-entropy checkpoint: pass it as --model_name_or_path.")
+    else:
+        processor = build_processor(data["train"], model_args)
+        config = m2_config_for(model_args.model_size, len(processor.tokenizer), model_args.image_size, processor.tokenizer)
+        model = M2ForConditionalGeneration(config)
+        processor.image_processor.max_regions = config.max_regions
 
     test = data["test"]
     if data_args.max_test_images:
         test = test.select(range(min(len(test), data_args.max_test_images)))
     references = test["captions"]
-    model.eval()
-    predictions = generate_captions(
-        model, processor, test["image"], num_beams=training_args.num_beams, max_new_tokens=training_args.max_new_tokens, length_penalty=0.0
-    )
+
+    def caption_test_images() -> list[str]:
+        return generate_captions(
+            model, processor, test["image"], num_beams=training_args.num_beams,
+            max_new_tokens=training_args.max_new_tokens, length_penalty=0.0,
+        )
+
+    results = {}
+    if training_args.scst:
+        results["cross_entropy_model"] = caption_metrics(caption_test_images(), references, meteor=False)
+        trainer = self_critical_trainer(model, processor, data, training_args)
+    else:
+        trainer = cross_entropy_trainer(model, processor, data, training_args)
+    logger.info("M² with %.2fM parameters, learning rate %.2e", model.num_parameters() / 1e6, trainer.args.learning_rate)
+    train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+
+    predictions = caption_test_images()
     constant = best_constant_caption([c for caps in data["train"]["captions"] for c in caps], data["validation"]["captions"])
     retrieved = nearest_neighbour_captions(data["train"], test["image"])
-    results = {
-        "model": caption_metrics(predictions, references),
+    results |= {
+        "model": caption_metrics(predictions, references, meteor=training_args.meteor),
         "constant_caption_baseline": caption_metrics([constant] * len(test), references, meteor=False),
         "nearest_neighbour_baseline": caption_metrics(retrieved, references, meteor=False),
         "constant_caption": constant,
+        "stage": "self-critical" if training_args.scst else "cross-entropy",
         "train_loss_first": history[0]["loss"] if history else None,
         "train_loss_last": history[-1]["loss"] if history else None,
         "train_runtime_s": train_result.metrics.get("train_runtime"),
@@ -257,8 +326,11 @@ def run_captioning(
 
 
 def results_table(results: dict) -> str:
-    rows = [("M²", results["model"]), ("best constant caption", results["constant_caption_baseline"]),
-            ("nearest neighbour (pixels)", results["nearest_neighbour_baseline"])]
+    rows = [("M²" + (" after SCST" if "cross_entropy_model" in results else ""), results["model"])]
+    if "cross_entropy_model" in results:
+        rows.append(("M² cross-entropy checkpoint", results["cross_entropy_model"]))
+    rows += [("best constant caption", results["constant_caption_baseline"]),
+             ("nearest neighbour (pixels)", results["nearest_neighbour_baseline"])]
     lines = ["| captioner | BLEU-1 | BLEU-4 | ROUGE-L | CIDEr-D |", "|---|---|---|---|---|"]
     for name, m in rows:
         lines.append(f"| {name} | {100 * m['bleu_1']:.1f} | {100 * m['bleu_4']:.1f} | {100 * m['rouge_l']:.1f} | {100 * m['cider_d']:.1f} |")
