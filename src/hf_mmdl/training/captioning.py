@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments
+from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
 from ..data import load_caption_dataset
@@ -260,6 +260,7 @@ def run_captioning(
     """Train an M² captioner (cross-entropy, or with `scst` the self-critical stage from a cross-entropy checkpoint),
     score it and two baselines on the test split, and save the model and processor (`from_pretrained`-loadable), a
     results JSON and a PNG of test captions in `output_dir`."""
+    set_seed(training_args.seed)  # before the model is built, so its initial weights follow the seed too
     data = load_captioning_data(data_args)
     if model_args.model_name_or_path:
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
