@@ -260,6 +260,12 @@ def run_captioning(
     """Train an M² captioner (cross-entropy, or with `scst` the self-critical stage from a cross-entropy checkpoint),
     score it and two baselines on the test split, and save the model and processor (`from_pretrained`-loadable), a
     results JSON and a PNG of test captions in `output_dir`."""
+    if training_args.fsdp and training_args.device.type == "cpu":
+        raise ValueError(
+            "FSDP through Trainer/Accelerate does not shard on CPU (Accelerate enables it for accelerators only and "
+            "would silently run plain DDP). On GPUs use the FSDP config in the README; on CPU use data parallelism "
+            "(torchrun without --fsdp), or torch's fully_shard directly as tests/fsdp2_worker.py does."
+        )
     set_seed(training_args.seed)  # before the model is built, so its initial weights follow the seed too
     data = load_captioning_data(data_args)
     if model_args.model_name_or_path:
