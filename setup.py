@@ -29,7 +29,7 @@ EXTRAS = {
     # LoRA adapters (see README: target modules per architecture).
     "peft": ["peft>=0.21"],
 }
-EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + ["pytest>=8", "pytest-timeout>=2.3"]
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(

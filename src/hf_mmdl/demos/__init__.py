@@ -1,0 +1,1 @@
+"""Gradio demos, one per architecture; each Space folder under `spaces/` launches one of them."""
