@@ -74,7 +74,7 @@ def write_vocab_pickle(path, itos):
         return 0
 
     class Vocab:
-        pass
+        """Stand-in for the original data.vocab.Vocab."""
 
     Vocab.__module__ = _default_unk_index.__module__ = "data.vocab"
     Vocab.__qualname__, _default_unk_index.__qualname__ = "Vocab", "_default_unk_index"

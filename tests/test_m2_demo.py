@@ -1,6 +1,5 @@
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest

@@ -4,6 +4,7 @@ from transformers import AutoModel, AutoModelForImageTextToText
 
 from hf_mmdl import M2ForConditionalGeneration, M2Model
 from hf_mmdl.modeling.layers import sinusoid_position_table
+from hf_mmdl.training.scst import caption_log_probs
 
 from conftest import tiny_region_config
 
@@ -65,9 +66,7 @@ def sequence_log_probs(model, visual_inputs, sequences, eos_token_id):
     """Sum of log-probabilities of each generated caption (up to and including <eos>) under teacher forcing."""
     with torch.no_grad():
         logits = model(**visual_inputs, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
-    token_log_probs = logits.log_softmax(-1).gather(-1, sequences[:, 1:, None]).squeeze(-1)
-    ended_before = (sequences[:, 1:] == eos_token_id).long().cumsum(-1) - (sequences[:, 1:] == eos_token_id).long()
-    return (token_log_probs * (ended_before == 0)).sum(-1)
+    return caption_log_probs(logits, sequences, eos_token_id)
 
 
 def test_beam_search_returns_the_best_scoring_beam_first(region_model, regions):

@@ -9,7 +9,7 @@ import PIL.ImageDraw
 import PIL.ImageFont
 
 
-def _font(size: int) -> PIL.ImageFont.ImageFont:
+def load_font(size: int) -> PIL.ImageFont.ImageFont:
     try:
         return PIL.ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
@@ -25,7 +25,7 @@ def captioned_image_grid(
     title: str | None = None,
 ) -> Path:
     """Save a grid of images, each above its labelled captions, e.g. [("M²", "a red circle"), ("ref", "...")]."""
-    font, bold = _font(12), _font(14)
+    font, bold = load_font(12), load_font(14)
     wrap = max(20, tile // 7)
     blocks = [
         [

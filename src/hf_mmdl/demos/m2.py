@@ -1,6 +1,8 @@
 """Gradio demo of an M² captioner: upload an image, get beam-search captions, and see how much each decoder layer
 drew on each encoder level through the meshed gates."""
 
+import random
+
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
@@ -8,7 +10,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ..data.scenes import generate_scene
-from ..visualization import _font
+from ..visualization import load_font
 
 
 class M2Captioner:
@@ -43,7 +45,7 @@ def gate_heatmap(gates: np.ndarray, words: list[str], cell: int = 28) -> PIL.Ima
     label_width, header = 96, 80
     image = PIL.Image.new("RGB", (label_width + cell * tokens + 8, header + cell * layers * levels + 8), "white")
     draw = PIL.ImageDraw.Draw(image)
-    font = _font(11)
+    font = load_font(11)
     for t, word in enumerate(words[:tokens]):
         draw.text((label_width + t * cell + 4, header - 14 - 10 * (t % 6)), word, fill="black", font=font)
     for layer in range(layers):
@@ -57,8 +59,6 @@ def gate_heatmap(gates: np.ndarray, words: list[str], cell: int = 28) -> PIL.Ima
 
 
 def example_scene(seed: int = 7) -> PIL.Image.Image:
-    import random
-
     return generate_scene(random.Random(seed))["image"]
 
 
