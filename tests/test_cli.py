@@ -20,3 +20,8 @@ def test_quickstart_trains_evaluates_and_saves_a_loadable_captioner(tmp_path):
 def test_hf_mmdl_command_lists_its_subcommands():
     out = subprocess.run([sys.executable, "-m", "hf_mmdl.cli", "--help"], capture_output=True, text=True, check=True)
     assert "quickstart" in out.stdout
+
+
+def test_captioning_command_takes_the_training_script_flags():
+    out = subprocess.run([sys.executable, "-m", "hf_mmdl.cli", "captioning", "--help"], capture_output=True, text=True, check=True)
+    assert "--scst" in out.stdout and "--model_name_or_path" in out.stdout and "--learning_rate" in out.stdout

@@ -20,6 +20,12 @@ def quickstart(args: argparse.Namespace) -> None:
     print(f"Summary written to {output_dir / 'SUMMARY.md'}")
 
 
+def captioning(args: argparse.Namespace) -> None:
+    from .training.captioning import main as run_captioning_command
+
+    run_captioning_command(args.forwarded)
+
+
 def push(args: argparse.Namespace) -> None:
     from .hub import push_folder_to_hub
 
@@ -44,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--num-train-images", type=int, default=None, help="Override the built-in training set size.")
     start.set_defaults(handler=quickstart)
 
+    train = commands.add_parser(
+        "captioning",
+        help="Train and score an M² captioner: cross-entropy, or --scst from a checkpoint (see `hf-mmdl captioning --help`).",
+        add_help=False,
+    )
+    train.set_defaults(handler=captioning, forwards_arguments=True)
+
     conversion = commands.add_parser("convert", help="Convert an original checkpoint into a from_pretrained folder.")
     architectures = conversion.add_subparsers(dest="architecture", required=True)
     m2 = architectures.add_parser("m2", help="aimagelab/meshed-memory-transformer: the .pth and its vocab.pkl.")
@@ -62,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, forwarded = parser.parse_known_args(argv)
+    if forwarded and not getattr(args, "forwards_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(forwarded)}")
+    args.forwarded = forwarded
     args.handler(args)
 
 

@@ -12,7 +12,15 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor, ResNetConfig, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    HfArgumentParser,
+    ResNetConfig,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
 from ..data import load_caption_dataset
@@ -342,6 +350,17 @@ def results_table(results: dict) -> str:
     for name, m in rows:
         lines.append(f"| {name} | {100 * m['bleu_1']:.1f} | {100 * m['bleu_4']:.1f} | {100 * m['rouge_l']:.1f} | {100 * m['cider_d']:.1f} |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command line of `examples/run_captioning.py` and `hf-mmdl captioning`: every TrainingArguments flag plus the
+    model and data flags above."""
+    parser = HfArgumentParser((CaptioningModelArguments, CaptioningDataArguments, CaptioningTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    results = run_captioning(model_args, data_args, training_args)
+    print(results_table(results))
+    print(f"Saved to {training_args.output_dir}")
+    return results
 
 
 __all__ = [
