@@ -1,5 +1,5 @@
-"""Cross-entropy training, evaluation and baselines for image captioners (M²), shared by
-`examples/run_captioning.py` and `hf-mmdl quickstart`."""
+"""Training (cross-entropy, then self-critical), evaluation and baselines for image captioners (M²), shared by
+`examples/run_captioning.py`, `hf-mmdl captioning` and `hf-mmdl quickstart`."""
 
 import dataclasses
 import json
