@@ -34,7 +34,7 @@ ARCHITECTURE_CARDS = {
             "M² (Cornia et al., *Meshed-Memory Transformer for Image Captioning*, CVPR 2020) encodes image regions "
             "(or backbone grid cells) with memory-augmented attention, keeps every encoder level, and lets each decoder "
             "layer attend to all levels through learned sigmoid gates (meshed connectivity). Implemented in "
-            "[hf_mmdl](https://pypi.org/project/hf-mmdl/) as a transformers `PreTrainedModel` with `generate()`."
+            "the hf_mmdl package as a transformers `PreTrainedModel` with `generate()`."
         ),
         citation=(
             "@inproceedings{cornia2020meshed,\n  title={Meshed-Memory Transformer for Image Captioning},\n"
