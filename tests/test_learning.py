@@ -7,7 +7,7 @@ def test_m2_learns_to_caption_scenes_better_than_the_best_constant_caption(train
     folder, results = trained_captioner
     assert results["train_loss_last"] < 0.6 * results["train_loss_first"]
     model_cider = results["model"]["cider_d"]
-    # Measured: about 2.2 against 0.6 (CIDEr-D 216-224 vs 59 on the leaderboard scale, seeds 0 and 1).
+    # Measured: 2.2 to 2.7 against 0.6 (CIDEr-D 216-271 vs 59 on the leaderboard scale, over seeds and versions).
     assert model_cider > results["constant_caption_baseline"]["cider_d"] + 0.8, results
 
     # What the run saved is what a user loads.
