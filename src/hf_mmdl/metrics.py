@@ -43,6 +43,9 @@ class CiderD:
         self.log_num_documents = math.log(float(num_documents))
         self.n = n
         self.sigma = sigma
+        # References are scored against many candidates (every beam, every constant-caption candidate): vectorise
+        # each text once.
+        self._vectors = {}
 
     @classmethod
     def from_references(cls, references: Iterable[Sequence[str]], **kwargs) -> "CiderD":
@@ -57,6 +60,11 @@ class CiderD:
     @classmethod
     def from_corpus(cls, captions: Iterable[str], **kwargs) -> "CiderD":
         return cls.from_references(([caption] for caption in captions), **kwargs)
+
+    def _text_vector(self, text: str):
+        if text not in self._vectors:
+            self._vectors[text] = self._vector(words_of(text))
+        return self._vectors[text]
 
     def _vector(self, words: list[str]):
         vectors = [{} for _ in range(self.n)]
@@ -79,10 +87,10 @@ class CiderD:
         return values
 
     def score(self, candidate: str, references: Sequence[str]) -> float:
-        hyp = self._vector(words_of(candidate))
+        hyp = self._text_vector(candidate)
         total = [0.0] * self.n
         for reference in references:
-            for k, value in enumerate(self._similarity(hyp, self._vector(words_of(reference)))):
+            for k, value in enumerate(self._similarity(hyp, self._text_vector(reference))):
                 total[k] += value
         return 10.0 * sum(total) / self.n / len(references)
 

@@ -7,6 +7,7 @@ so that the same captions always give the same ids.
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -24,9 +25,14 @@ def _caption_pipeline(vocab: dict[str, int]) -> Tokenizer:
     return tokenizer
 
 
+@lru_cache(maxsize=1)
+def _word_splitter() -> Tokenizer:
+    return _caption_pipeline({CAPTION_SPECIAL_TOKENS[0]: 0})
+
+
 def words_of(text: str) -> list[str]:
     """The words a caption tokenizer sees in `text`: lower-cased, punctuation dropped."""
-    pipeline = _caption_pipeline({CAPTION_SPECIAL_TOKENS[0]: 0})
+    pipeline = _word_splitter()
     normalized = pipeline.normalizer.normalize_str(text)
     return [word for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(normalized)]
 

@@ -28,7 +28,7 @@ from ..metrics import CiderD, caption_metrics
 from ..modeling import M2Config, M2ForConditionalGeneration
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..visualization import captioned_image_grid
-from .scst import ImageCollator, SelfCriticalTrainer
+from .scst import SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +142,22 @@ class CaptionPairCollator:
         self.processor = processor
         self.images = {name: split.select_columns(["image"]) for name, split in data.items()}
 
+    def images_of(self, rows: list[dict]) -> list:
+        return [self.images[r["split"]][r["image_index"]]["image"] for r in rows]
+
     def __call__(self, rows: list[dict]) -> dict:
-        images = [self.images[r["split"]][r["image_index"]]["image"] for r in rows]
-        return dict(self.processor(images=images, text_target=[r["caption"] for r in rows], truncation=True))
+        return dict(self.processor(images=self.images_of(rows), text_target=[r["caption"] for r in rows], truncation=True))
+
+
+class ImageCollator(CaptionPairCollator):
+    """Batches of whole images for SCST: processor outputs plus each row's split name and image index, which
+    `SelfCriticalTrainer` uses to find the image's references."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = dict(self.processor(images=self.images_of(rows)))
+        batch["split"] = [r["split"] for r in rows]
+        batch["image_index"] = torch.tensor([r["image_index"] for r in rows])
+        return batch
 
 
 @torch.no_grad()

@@ -68,18 +68,3 @@ class SelfCriticalTrainer(Trainer):
         if self.last_mean_reward is not None and "loss" in logs:
             logs["mean_beam_cider_d"] = round(self.last_mean_reward, 4)
         super().log(logs, *args, **kwargs)
-
-
-class ImageCollator:
-    """Batches of whole images for SCST: processor outputs plus the row's split name and image index."""
-
-    def __init__(self, processor, data):
-        self.processor = processor
-        self.images = {name: split.select_columns(["image"]) for name, split in data.items()}
-
-    def __call__(self, rows: list[dict]) -> dict:
-        images = [self.images[r["split"]][r["image_index"]]["image"] for r in rows]
-        batch = dict(self.processor(images=images))
-        batch["split"] = [r["split"] for r in rows]
-        batch["image_index"] = torch.tensor([r["image_index"] for r in rows])
-        return batch
