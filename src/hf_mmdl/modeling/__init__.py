@@ -1,6 +1,27 @@
 """Model configurations and PyTorch models, one configuration and one modeling file per architecture."""
 
+from .configuration_dvae import DiscreteVAEConfig
 from .configuration_m2 import M2Config
+from .configuration_vae import ImageVAEConfig
+from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel, map_pixels, unmap_pixels
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
+from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 
-__all__ = ["M2Config", "M2EncoderOutput", "M2ForConditionalGeneration", "M2Model", "M2PreTrainedModel"]
+__all__ = [
+    "DiscreteVAEConfig",
+    "DiscreteVAEModel",
+    "DiscreteVAEOutput",
+    "DiscreteVAEPreTrainedModel",
+    "ImageVAEConfig",
+    "ImageVAEModel",
+    "ImageVAEOutput",
+    "ImageVAEPreTrainedModel",
+    "M2Config",
+    "M2EncoderOutput",
+    "M2ForConditionalGeneration",
+    "M2Model",
+    "M2PreTrainedModel",
+    "convert_autoencoder_kl",
+    "map_pixels",
+    "unmap_pixels",
+]
