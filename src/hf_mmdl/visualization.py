@@ -54,3 +54,81 @@ def captioned_image_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+def image_grid(
+    rows: Sequence[Sequence[PIL.Image.Image]],
+    path: str | Path,
+    row_labels: Sequence[str] | None = None,
+    tile: int = 64,
+    title: str | None = None,
+) -> Path:
+    """Save rows of images (e.g. inputs above reconstructions) as one PNG, each image upscaled to `tile` pixels
+    without smoothing so that small images stay legible, with an optional label left of each row."""
+    font, bold = load_font(12), load_font(14)
+    label_width = 8 + max((int(font.getlength(label)) for label in row_labels or []), default=0)
+    header = 28 if title else 0
+    columns = max(len(row) for row in rows)
+    sheet = PIL.Image.new("RGB", (label_width + columns * (tile + 4) + 6, header + len(rows) * (tile + 4) + 6), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    if title:
+        draw.text((6, 6), title, fill="black", font=bold)
+    for r, row in enumerate(rows):
+        y = header + 4 + r * (tile + 4)
+        if row_labels:
+            draw.text((4, y + tile // 2 - 7), row_labels[r], fill="black", font=font)
+        for c, image in enumerate(row):
+            sheet.paste(image.convert("RGB").resize((tile, tile), PIL.Image.Resampling.NEAREST), (label_width + c * (tile + 4), y))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    title: str,
+    x_label: str,
+    y_label: str,
+    size: tuple[int, int] = (640, 400),
+) -> Path:
+    """Save a small line chart of named (x, y) series as PNG (drawn with Pillow: no plotting dependency)."""
+    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+    font = load_font(12)
+    width, height = size
+    left, right, top, bottom = 64, 16, 36, 48
+    points = [p for values in series.values() for p in values]
+    if not points:
+        raise ValueError("line_chart needs at least one point.")
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def to_pixel(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * (width - left - right), height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom))
+
+    chart = PIL.Image.new("RGB", size, "white")
+    draw = PIL.ImageDraw.Draw(chart)
+    draw.text((left, 10), title, fill="black", font=load_font(14))
+    draw.line([to_pixel(x0, y0), to_pixel(x1, y0)], fill="black")
+    draw.line([to_pixel(x0, y0), to_pixel(x0, y1)], fill="black")
+    for fraction in (0, 0.5, 1):
+        y = y0 + fraction * (y1 - y0)
+        draw.text((4, to_pixel(x0, y)[1] - 7), f"{y:.3g}", fill="black", font=font)
+        x = x0 + fraction * (x1 - x0)
+        draw.text((to_pixel(x, y0)[0] - 10, height - bottom + 6), f"{x:.3g}", fill="black", font=font)
+    draw.text((width // 2 - 40, height - 20), x_label, fill="black", font=font)
+    draw.text((4, top - 16), y_label, fill="black", font=font)
+    for i, (name, values) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        if len(values) > 1:
+            draw.line([to_pixel(*p) for p in values], fill=colour, width=2)
+        for p in values:
+            cx, cy = to_pixel(*p)
+            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
+        draw.text((width - right - 200, top + 16 * i), name, fill=colour, font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chart.save(path)
+    return path

@@ -21,13 +21,14 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..data import load_caption_dataset
 from ..metrics import CiderD, caption_metrics
 from ..modeling import M2Config, M2ForConditionalGeneration
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..visualization import captioned_image_grid
+from .common import refuse_fsdp_on_cpu, resolve_checkpoint
 from .scst import SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
@@ -221,16 +222,6 @@ def load_captioning_data(data_args: CaptioningDataArguments) -> datasets.Dataset
     )
 
 
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint last` (or `true`) resumes from the newest checkpoint in output_dir."""
-    resume = training_args.resume_from_checkpoint
-    if resume and resume.lower() in ("last", "true"):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {training_args.output_dir}.")
-    return resume
-
-
 def image_rows(data: datasets.DatasetDict, split: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"split": [split] * len(data[split]), "image_index": list(range(len(data[split])))})
 
@@ -281,12 +272,7 @@ def run_captioning(
     """Train an M² captioner (cross-entropy, or with `scst` the self-critical stage from a cross-entropy checkpoint),
     score it and two baselines on the test split, and save the model and processor (`from_pretrained`-loadable), a
     results JSON and a PNG of test captions in `output_dir`."""
-    if training_args.fsdp and training_args.device.type == "cpu":
-        raise ValueError(
-            "FSDP through Trainer/Accelerate does not shard on CPU (Accelerate enables it for accelerators only and "
-            "would silently run plain DDP). On GPUs use the FSDP config in the README; on CPU use data parallelism "
-            "(torchrun without --fsdp), or torch's fully_shard directly as tests/fsdp2_worker.py does."
-        )
+    refuse_fsdp_on_cpu(training_args)
     set_seed(training_args.seed)  # before the model is built, so its initial weights follow the seed too
     data = load_captioning_data(data_args)
     if model_args.model_name_or_path:

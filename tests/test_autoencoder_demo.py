@@ -1,0 +1,188 @@
+import random
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from hf_mmdl import (
+    DiscreteVAEConfig,
+    DiscreteVAEImageProcessor,
+    DiscreteVAEModel,
+    ImageVAEConfig,
+    ImageVAEImageProcessor,
+    ImageVAEModel,
+    M2Config,
+)
+from hf_mmdl.data.scenes import generate_scene
+from hf_mmdl.demos.autoencoders import GAP, TILE, TOKEN_GRID_SIDE, build_demo
+
+SPACE = Path(__file__).resolve().parents[1] / "spaces" / "autoencoders"
+SIDE = 16  # the tiny models' image side
+SHOWN = TILE // SIDE * SIDE  # each image is enlarged by a whole factor
+TOKENS = SIDE // 2  # the tiny dVAE has two groups: one 2× downsampling
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save(model, processor, folder: Path) -> Path:
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    config = ImageVAEConfig(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8, latent_dim=8, sample_size=SIDE,
+    )
+    processor = ImageVAEImageProcessor(size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE})
+    return save(ImageVAEModel(config), processor, tmp_path_factory.mktemp("vae"))
+
+
+@pytest.fixture(scope="module")
+def dvae_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    config = DiscreteVAEConfig(group_count=2, n_blk_per_group=1, n_hid=16, vocab_size=64, n_init=16)
+    processor = DiscreteVAEImageProcessor(size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE})
+    return save(DiscreteVAEModel(config), processor, tmp_path_factory.mktemp("dvae"))
+
+
+def launch(folder: Path):
+    demo = build_demo(str(folder))
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    return demo
+
+
+@pytest.fixture(scope="module")
+def vae_demo(vae_folder):
+    demo = launch(vae_folder)
+    yield demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def dvae_demo(dvae_folder):
+    demo = launch(dvae_folder)
+    yield demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def scene_paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    paths = []
+    for seed in (3, 4):
+        paths.append(folder / f"scene_{seed}.png")
+        generate_scene(random.Random(seed))["image"].save(paths[-1])
+    return [str(p) for p in paths]
+
+
+def image_size(path) -> tuple[int, int]:
+    with PIL.Image.open(path) as image:
+        return image.size
+
+
+def test_space_folder_is_ready_to_upload():
+    front_matter = (SPACE / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
+    assert "hf_mmdl[demo]" in (SPACE / "requirements.txt").read_text()
+    app = (SPACE / "app.py").read_text()
+    assert "build_demo" in app and "AUTOENCODER_MODEL" in app
+
+
+def test_demo_refuses_a_model_that_is_not_an_autoencoder(tmp_path):
+    M2Config().save_pretrained(tmp_path)  # the config alone: the demo refuses before loading any weights
+    with pytest.raises(ValueError, match="'m2_transformer' model; this demo shows image autoencoders"):
+        build_demo(str(tmp_path))
+
+
+def test_vae_demo_offers_exactly_its_three_endpoints(vae_demo):
+    endpoints = Client(vae_demo.local_url, verbose=False).view_api(return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/reconstruct", "/sample", "/interpolate"}
+
+
+def test_vae_demo_reconstructs_samples_and_interpolates(vae_demo, scene_paths):
+    client = Client(vae_demo.local_url, verbose=False)
+    pair = client.predict(handle_file(scene_paths[0]), api_name="/reconstruct")
+    assert image_size(pair) == (2 * SHOWN + GAP, SHOWN)
+
+    samples = client.predict(5, 0.8, 1, api_name="/sample")  # 5 samples: rows of 4 → 4 × 2 tiles
+    assert image_size(samples) == (4 * SHOWN + 3 * GAP, 2 * SHOWN + GAP)
+    again = client.predict(5, 0.8, 1, api_name="/sample")
+    assert list(PIL.Image.open(samples).getdata()) == list(PIL.Image.open(again).getdata())  # the seed fixes them
+
+    strip = client.predict(handle_file(scene_paths[0]), handle_file(scene_paths[1]), 3, True, api_name="/interpolate")
+    assert image_size(strip) == (3 * SHOWN + 2 * GAP, SHOWN)
+
+
+def test_dvae_demo_shows_the_token_grid_and_counts_distinct_tokens(dvae_demo, dvae_folder, scene_paths):
+    client = Client(dvae_demo.local_url, verbose=False)
+    assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/reconstruct"}
+    pair, grid, summary = client.predict(handle_file(scene_paths[0]), api_name="/reconstruct")
+    assert image_size(pair) == (2 * SHOWN + GAP, SHOWN)
+    cell = TOKEN_GRID_SIDE // TOKENS
+    assert image_size(grid) == (TOKENS * cell, TOKENS * cell)
+
+    model = DiscreteVAEModel.from_pretrained(dvae_folder)
+    processor = DiscreteVAEImageProcessor.from_pretrained(dvae_folder)
+    token_ids = model.get_codebook_indices(processor(images=PIL.Image.open(scene_paths[0]))["pixel_values"])
+    assert summary == f"{token_ids.unique().numel()} distinct tokens of 64 in the {TOKENS}×{TOKENS} grid"
+
+
+def test_missing_images_reach_the_client_as_clear_errors(vae_demo, scene_paths):
+    client = Client(vae_demo.local_url, verbose=False)
+    with pytest.raises(AppError, match="Upload an image first"):
+        client.predict(None, api_name="/reconstruct")
+    with pytest.raises(AppError, match="Upload two images"):
+        client.predict(handle_file(scene_paths[0]), None, 4, False, api_name="/interpolate")
+
+
+def test_an_image_the_processor_refuses_reaches_the_client_as_its_message(vae_demo, tmp_path):
+    path = tmp_path / "depth.png"
+    PIL.Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)).save(path)  # 16-bit: no implied range
+    with pytest.raises(AppError, match="cannot be converted to RGB"):
+        Client(vae_demo.local_url, verbose=False).predict(handle_file(str(path)), api_name="/reconstruct")
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+    reason="Debian chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+def test_dvae_page_counts_the_example_scene_tokens_in_headless_chromium(dvae_demo, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(dvae_demo.local_url)
+        # The page reconstructs and tokenizes its example scene when it loads.
+        summary = WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#token-count textarea").get_attribute("value")
+        )
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#token-grid img"))
+        screenshot = tmp_path / "autoencoder_demo.png"
+        driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    assert summary.endswith(f"distinct tokens of 64 in the {TOKENS}×{TOKENS} grid"), summary
+    assert screenshot.stat().st_size > 20_000
