@@ -8,7 +8,7 @@ of a table once, so load from other processes hits them alike and ratios within 
 2. `DiscreteVAEModel` (DALL-E dVAE): tokenisation (`get_codebook_indices`) and detokenisation (`decode_code`) in
    images/s and tokens/s, and the decoder fed a K-way one-hot (the textbook path, a 1×1 conv over K channels) vs
    the embedding lookup `decode_code` uses: same numbers (checked), no K-wide tensor. Small config at 32×32 by
-   default; `--released` adds the released 97.6 M-parameter config at 256×256.
+   default; `--released` adds the released 97.6 M-parameter config at 256×256 (minutes on a 2-core CPU).
 
     python benchmarks/autoencoders.py [--batch-size 32] [--repeats 10] [--threads 2] [--widths 32 64 64] [--released]
 """
@@ -47,7 +47,7 @@ def print_table(seconds: dict[str, float], batch_size: int, baseline: str, token
     `baseline` their speed relative to it (baseline time / row time: > 1 is faster)."""
     ratio_to = None
     for name, time_s in seconds.items():
-        line = f"  {name:36s} {batch_size / time_s:9.1f} img/s"
+        line = f"  {name:36s} {batch_size / time_s:10.2f} img/s"
         if tokens_per_image:
             line += f" {batch_size * tokens_per_image / time_s:11.0f} tok/s"
         if name == baseline:
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 64], help="AutoencoderKL block_out_channels")
     parser.add_argument("--released", action="store_true", help="also time the released dVAE config at 256×256")
     parser.add_argument("--released-batch-size", type=int, default=2)
+    parser.add_argument("--released-repeats", type=int, default=3, help="the released config takes seconds per call")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -153,7 +154,7 @@ def main() -> None:
         benchmark_image_vae(args)
         benchmark_dvae("small", SMALL_DVAE, args.image_size, args.batch_size, args.repeats)
         if args.released:
-            benchmark_dvae("released", DiscreteVAEConfig(), 256, args.released_batch_size, args.repeats)
+            benchmark_dvae("released", DiscreteVAEConfig(), 256, args.released_batch_size, args.released_repeats)
 
 
 if __name__ == "__main__":

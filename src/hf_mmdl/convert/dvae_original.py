@@ -1,4 +1,4 @@
-"""Convert the released DALL-E discrete VAE (openai/DALL-E `encoder.pkl`, `decoder.pkl`) into a `from_pretrained` folder.
+"""Convert the released DALL-E dVAE (openai/DALL-E `encoder.pkl`, `decoder.pkl`) into a `from_pretrained` folder.
 
 The release pickles whole modules (`torch.save(module)`) of classes from the `dall_e` package: `Encoder` / `Decoder`,
 their blocks, and a `Conv2d` whose parameters are `w` and `b`. Loading them the usual way needs that package, full
@@ -68,18 +68,18 @@ _ALLOWED_GLOBALS = _STAND_INS | {
 }
 
 
-def _pickled_tensors(module: _PickledModule, prefix: str, path: Path) -> dict[str, torch.Tensor]:
-    """The state dict a live module would give (parameters and buffers, depth first), read off the stand-ins."""
-    tensors = {}
-    for name, tensor in {**vars(module).get("_parameters", {}), **vars(module).get("_buffers", {})}.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"{path}: {prefix}{name} is a {type(tensor).__name__}, not a tensor.")
-        tensors[prefix + name] = tensor.detach()
-    for name, child in vars(module).get("_modules", {}).items():
-        if not isinstance(child, _PickledModule):
-            raise ValueError(f"{path}: submodule {prefix}{name} is a {type(child).__name__}, not a DALL-E module.")
-        tensors.update(_pickled_tensors(child, f"{prefix}{name}.", path))
-    return tensors
+def _pickled_state(module: _PickledModule, prefix: str = "") -> dict[str, object]:
+    """What `state_dict()` of the live module would hold (parameters and buffers, depth first), read off the
+    stand-ins; anything in place of a submodule is kept as a value, for the caller to refuse."""
+    attributes = vars(module)
+    tensors = attributes.get("_parameters", {}) | attributes.get("_buffers", {})
+    state = {prefix + name: value for name, value in tensors.items()}
+    for name, child in attributes.get("_modules", {}).items():
+        if isinstance(child, _PickledModule):
+            state |= _pickled_state(child, f"{prefix}{name}.")
+        else:
+            state[prefix + name] = child
+    return state
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
@@ -156,11 +156,13 @@ def load_dall_e_module(path: str | Path, kind: str | None = None) -> dict[str, t
     if isinstance(content, _PickledModule):
         if content.pickled_name not in _ROOT_CLASSES:
             raise ValueError(f"{path} pickles a {content.pickled_name}, not a DALL-E dVAE Encoder or Decoder.")
-        state_dict = _pickled_tensors(content, "", path)
-    elif isinstance(content, dict) and all(isinstance(v, torch.Tensor) for v in content.values()):
-        state_dict = content
-    else:
-        raise ValueError(f"{path} holds a {type(content).__name__}, not a DALL-E dVAE module or state dict.")
+        content = _pickled_state(content)
+    if not isinstance(content, dict):
+        # A ValueError, not TypeError: the file's content is wrong, not the type of an argument.
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a DALL-E dVAE module or state dict.")  # noqa: TRY004
+    if not_tensors := [key for key, value in content.items() if not isinstance(value, torch.Tensor)]:
+        raise ValueError(f"{path} is not a DALL-E dVAE module or state dict: no tensors in {', '.join(not_tensors)}.")
+    state_dict = {key: tensor.detach() for key, tensor in content.items()}
     found = _kind(state_dict, path)
     if kind is not None and found != kind:
         raise ValueError(f"{path} holds the DALL-E {found}, but the {kind} was expected: are the two paths swapped?")

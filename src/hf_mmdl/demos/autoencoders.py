@@ -14,7 +14,6 @@ import PIL.ImageDraw
 import torch
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
-from ..modeling.modeling_dvae import unmap_pixels
 from ..visualization import load_font
 from .m2 import example_scene
 
@@ -84,16 +83,6 @@ class Autoencoder:
     def pixel_values(self, image: PIL.Image.Image) -> torch.Tensor:
         return self.processor(images=image)["pixel_values"]
 
-    def as_seen_by_model(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The processor's output back in [0, 1]: the resized, cropped input, to compare with the reconstruction."""
-        if self.processor.do_map_pixels:
-            return unmap_pixels(pixel_values, self.processor.map_pixels_eps)
-        if self.processor.do_normalize:
-            mean = torch.tensor(self.processor.image_mean)[:, None, None]
-            std = torch.tensor(self.processor.image_std)[:, None, None]
-            return pixel_values * std + mean
-        return pixel_values
-
     def to_images(self, images: torch.Tensor) -> list[PIL.Image.Image]:
         return self.processor.postprocess(images)
 
@@ -106,7 +95,7 @@ class Autoencoder:
             reconstruction = self.model.decode_code(token_ids)
         else:
             reconstruction = self.model.reconstruct(pixel_values)
-        pair = self.to_images(torch.cat([self.as_seen_by_model(pixel_values), reconstruction]))
+        pair = self.to_images(torch.cat([self.processor.to_unit_range(pixel_values), reconstruction]))
         return tile_images(pair, columns=2), None if token_ids is None else token_ids[0]
 
     def sample(self, num_images: int, temperature: float, seed: int) -> PIL.Image.Image:

@@ -314,7 +314,8 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         if steps < 2:
             raise ValueError(f"steps must be ≥ 2 (both end points), got {steps}.")
         pair = torch.cat([image_a.reshape(1, *image_a.shape[-3:]), image_b.reshape(1, *image_b.shape[-3:])])
-        mu_a, mu_b = self.encode(pair).latent_dist.mode().flatten(1)
+        means = self.encode(pair).latent_dist.mode()
+        mu_a, mu_b = means.flatten(1)
         alphas = torch.linspace(0, 1, steps, device=mu_a.device, dtype=mu_a.dtype)[:, None]
         if spherical:
             cos = F.cosine_similarity(mu_a, mu_b, dim=0).clamp(-1 + 1e-7, 1 - 1e-7)
@@ -322,7 +323,7 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
             path = (torch.sin((1 - alphas) * omega) * mu_a + torch.sin(alphas * omega) * mu_b) / torch.sin(omega)
         else:
             path = (1 - alphas) * mu_a + alphas * mu_b
-        latents = path.view(steps, *self.latent_shape)
+        latents = path.view(steps, *means.shape[1:])
         return ((self.decode(latents).sample + 1) / 2).clamp(0, 1)
 
 

@@ -7,7 +7,7 @@ from transformers import BatchFeature
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
-from ..modeling.modeling_dvae import map_pixels
+from ..modeling.modeling_dvae import map_pixels, unmap_pixels
 from .image_processing import validate_images
 
 IMAGE_MODES = ("RGB", "L")
@@ -69,6 +69,17 @@ class AutoencoderImageProcessor(PilBackend):
         if self.do_map_pixels:
             pixel_values = map_pixels(pixel_values, self.map_pixels_eps)
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=kwargs["return_tensors"])
+
+    def to_unit_range(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Undo the normalisation or pixel map: model inputs back to [0, 1] images (e.g. to compare with a
+        reconstruction, or to `postprocess` what the model saw)."""
+        if self.do_map_pixels:
+            return unmap_pixels(pixel_values, self.map_pixels_eps)
+        if self.do_normalize:
+            mean = torch.tensor(self.image_mean, dtype=pixel_values.dtype)[:, None, None]
+            std = torch.tensor(self.image_std, dtype=pixel_values.dtype)[:, None, None]
+            return pixel_values * std.to(pixel_values.device) + mean.to(pixel_values.device)
+        return pixel_values
 
     def postprocess(self, images: torch.Tensor, output_type: str = "pil"):
         """[0, 1] images of shape (batch, channels, height, width) → a list of PIL images, a uint8 NHWC array

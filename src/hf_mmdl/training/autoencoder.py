@@ -146,13 +146,6 @@ class AutoencoderCollator:
         return {"pixel_values": self.processor(images=[row["image"] for row in rows])["pixel_values"]}
 
 
-def to_unit_range(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Model inputs back to [0, 1] images: the VAE reads [-1, 1], the dVAE mapped pixels."""
-    if isinstance(model, DiscreteVAEModel):
-        return model.unmap_pixels(pixel_values)
-    return (pixel_values + 1) / 2
-
-
 def _batches(tensor: torch.Tensor, size: int):
     return (tensor[i : i + size] for i in range(0, len(tensor), size))
 
@@ -165,13 +158,13 @@ def codebook_usage(tokens: torch.LongTensor, vocab_size: int) -> dict:
 
 
 @torch.no_grad()
-def evaluate_autoencoder(model, pixel_values: torch.Tensor, mean_image: torch.Tensor | None = None,
+def evaluate_autoencoder(model, processor, pixel_values: torch.Tensor, mean_image: torch.Tensor | None = None,
                          batch_size: int = 128, seed: int = 0) -> dict:
     """Held-out metrics on model inputs `pixel_values`; `mean_image` ([0, 1]) gives the baseline's MSE/PSNR."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    targets = to_unit_range(model, pixel_values)
+    targets = processor.to_unit_range(pixel_values)
     hard = torch.cat([model.reconstruct(batch) for batch in _batches(pixel_values, batch_size)]).float()
     mse = ((hard - targets) ** 2).mean().item()
     metrics = {"mse": mse, "psnr": 10 * math.log10(1 / mse)}
@@ -203,12 +196,12 @@ class ReconstructionTracker(TrainerCallback):
     """Every `every` steps, measures held-out reconstructions at the current point of the schedules (for the dVAE the
     soft-vs-hard gap at the current τ) and keeps the history for the results and the curve figure."""
 
-    def __init__(self, pixel_values: torch.Tensor, every: int):
-        self.pixel_values, self.every, self.history = pixel_values, every, []
+    def __init__(self, processor, pixel_values: torch.Tensor, every: int):
+        self.processor, self.pixel_values, self.every, self.history = processor, pixel_values, every, []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0 and state.is_world_process_zero:
-            metrics = evaluate_autoencoder(model, self.pixel_values.to(model.device))
+            metrics = evaluate_autoencoder(model, self.processor, self.pixel_values.to(model.device))
             self.history.append({"step": state.global_step, **metrics})
             logger.info("step %d: %s", state.global_step, {k: round(v, 4) for k, v in metrics.items()})
 
@@ -228,16 +221,16 @@ def load_autoencoder(model_args: AutoencoderModelArguments, data_args: Autoencod
     return model, autoencoder_processor(model_args.model_type, data_args.image_size, channels)
 
 
-def mean_training_image(data: datasets.Dataset, processor, model, limit: int = 2000) -> torch.Tensor:
+def mean_training_image(data: datasets.Dataset, processor, limit: int = 2000) -> torch.Tensor:
     images = data.select(range(min(limit, len(data))))["image"]
-    return to_unit_range(model, processor(images=images)["pixel_values"]).mean(0)
+    return processor.to_unit_range(processor(images=images)["pixel_values"]).mean(0)
 
 
 def save_figures(model, processor, pixel_values: torch.Tensor, history: list[dict], out: Path, title: str) -> list[Path]:
     """PNG grids of inputs vs reconstructions, and samples + interpolations (VAE) or the soft/hard curve (dVAE)."""
     model.eval()
     shown = pixel_values[:12]
-    rows = [processor.postprocess(to_unit_range(model, shown)), processor.postprocess(model.reconstruct(shown))]
+    rows = [processor.postprocess(processor.to_unit_range(shown)), processor.postprocess(model.reconstruct(shown))]
     labels = ["input", "reconstruction"]
     figures = []
     if isinstance(model, DiscreteVAEModel):
@@ -285,7 +278,7 @@ def run_autoencoder(
     )
     model, processor = load_autoencoder(model_args, data_args, training_args.max_steps)
     validation = processor(images=data["validation"]["image"])["pixel_values"]
-    tracker = ReconstructionTracker(validation[:256], training_args.track_every)
+    tracker = ReconstructionTracker(processor, validation[:256], training_args.track_every)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -298,7 +291,7 @@ def run_autoencoder(
     train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     model.cpu()
-    metrics = evaluate_autoencoder(model, validation, mean_training_image(data["train"], processor, model))
+    metrics = evaluate_autoencoder(model, processor, validation, mean_training_image(data["train"], processor))
     results = {
         "model_type": model.config.model_type,
         "dataset": data_args.dataset_name,
