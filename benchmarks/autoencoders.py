@@ -95,7 +95,7 @@ def benchmark_image_vae(args: argparse.Namespace) -> None:
 
     print(
         f"Image VAE encode + decode (posterior mean), widths {tuple(args.widths)}, {args.image_size}px, "
-        f"batch {args.batch_size}, {args.threads} threads"
+        f"batch {args.batch_size}, threads {args.threads}"
     )
     print(
         f"  parameters: AutoencoderKL {reference.num_parameters() / 1e6:.2f}M, vector-latent ImageVAEModel "

@@ -215,9 +215,9 @@ def test_every_original_tensor_is_mapped_once_and_gives_the_original_outputs(siz
     assert sorted(map(id, state_dict.values())) == sorted(map(id, originals))  # each tensor once, none copied
     model = DiscreteVAEModel(config).eval()
     model.load_state_dict(state_dict, strict=True)
-    sizes = {k: getattr(config, k) for k in ("n_hid", "vocab_size", "n_blk_per_group", "group_count")}
-    encoder = Encoder(input_channels=config.in_channels, **sizes)
-    decoder = Decoder(output_channels=config.in_channels, n_init=config.n_init, **sizes)
+    shared = {k: getattr(config, k) for k in ("n_hid", "vocab_size", "n_blk_per_group", "group_count")}
+    encoder = Encoder(input_channels=config.in_channels, **shared)
+    decoder = Decoder(output_channels=config.in_channels, n_init=config.n_init, **shared)
     encoder.load_state_dict(encoder_state, strict=True)
     decoder.load_state_dict(decoder_state, strict=True)
     pixels = map_pixels(torch.rand(2, config.in_channels, 16, 16, generator=torch.Generator().manual_seed(1)))
@@ -344,7 +344,7 @@ def test_missing_corrupt_or_swapped_files_give_clear_errors_and_no_output(tmp_pa
         convert_dvae_checkpoint(decoder, encoder, out)
     with pytest.raises(ValueError, match="image_size .* multiple of 8"):
         convert_dvae_checkpoint(encoder, decoder, out, image_size=36)
-    assert not out.exists()
+    assert not out.exists() and not list(tmp_path.glob(".out*"))  # nor a staging folder
     out.mkdir()
     (out / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not an empty folder"):

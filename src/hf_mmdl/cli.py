@@ -26,6 +26,12 @@ def captioning(args: argparse.Namespace) -> None:
     run_captioning_command(args.forwarded)
 
 
+def autoencoder(args: argparse.Namespace) -> None:
+    from .training.autoencoder import main as run_autoencoder_command
+
+    run_autoencoder_command(args.forwarded)
+
+
 def push(args: argparse.Namespace) -> None:
     from .hub import push_folder_to_hub
 
@@ -33,9 +39,15 @@ def push(args: argparse.Namespace) -> None:
 
 
 def convert(args: argparse.Namespace) -> None:
-    from .convert.m2_original import convert_m2_checkpoint
+    if args.architecture == "dvae":
+        from .convert.dvae_original import convert_dvae_checkpoint
 
-    print(f"Wrote {convert_m2_checkpoint(args.checkpoint, args.output_dir, vocab=args.vocab)}")
+        written = convert_dvae_checkpoint(args.encoder, args.decoder, args.output_dir, image_size=args.image_size)
+    else:
+        from .convert.m2_original import convert_m2_checkpoint
+
+        written = convert_m2_checkpoint(args.checkpoint, args.output_dir, vocab=args.vocab)
+    print(f"Wrote {written}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=captioning, forwards_arguments=True)
 
+    autoencoders = commands.add_parser(
+        "autoencoder",
+        help="Train and score an image VAE or DALL-E dVAE (see `hf-mmdl autoencoder --help`).",
+        add_help=False,
+    )
+    autoencoders.set_defaults(handler=autoencoder, forwards_arguments=True)
+
     conversion = commands.add_parser("convert", help="Convert an original checkpoint into a from_pretrained folder.")
     architectures = conversion.add_subparsers(dest="architecture", required=True)
     m2 = architectures.add_parser("m2", help="aimagelab/meshed-memory-transformer: the .pth and its vocab.pkl.")
@@ -64,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     m2.add_argument("output_dir")
     m2.add_argument("--vocab", required=True, help="The original vocab.pkl (its word list becomes the tokenizer).")
     m2.set_defaults(handler=convert)
+    dvae = architectures.add_parser(
+        "dvae", help="openai/DALL-E: the released encoder.pkl and decoder.pkl (read without unpickling code)."
+    )
+    dvae.add_argument("encoder", help="encoder.pkl (or a state dict in the original names, .pt or .safetensors).")
+    dvae.add_argument("decoder", help="decoder.pkl (or a state dict in the original names, .pt or .safetensors).")
+    dvae.add_argument("output_dir")
+    dvae.add_argument("--image-size", type=int, default=256, help="Image side the processor resizes to (256).")
+    dvae.set_defaults(handler=convert)
 
     upload = commands.add_parser("push", help="Upload a saved model + processor folder with a generated model card.")
     upload.add_argument("folder", help="A folder written by the package (e.g. hf_mmdl_quickstart/m2).")

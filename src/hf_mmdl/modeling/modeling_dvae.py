@@ -27,6 +27,10 @@ from .modeling_vae import check_image_batch
 
 logger = logging.get_logger(__name__)
 
+# LoRA targets for peft (a regex): the four convolutions of every residual path, encoder and decoder. The codebook
+# (decoder input) and the logit convolutions stay frozen, so adapted models keep the same token vocabulary.
+DVAE_LORA_TARGET_MODULES = r".*res_path\.conv_\d"
+
 
 def map_pixels(images: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
     """Eq. 3 on [0, 1] images: φ(x) = (1 − 2ε)x + ε keeps the logit-Laplace density away from 0 and 1."""

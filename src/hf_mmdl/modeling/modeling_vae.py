@@ -28,6 +28,9 @@ from .layers import cosine_ramp
 
 logger = logging.get_logger(__name__)
 
+# LoRA targets for peft: the two 3×3 convolutions of every diffusers ResNet block, encoder and decoder.
+VAE_LORA_TARGET_MODULES = ["conv1", "conv2"]
+
 # Images in [-1, 1] hold 256 levels in a width of 2: a density there converts to bits per 8-bit value with +log2(128).
 BITS_PER_DIM_OFFSET = math.log2(128)
 

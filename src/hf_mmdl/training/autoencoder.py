@@ -73,6 +73,9 @@ class AutoencoderTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    # Gradients of the relaxed objective are large while τ is high; clipping them at Trainer's default of 1 stalls
+    # the encoder (DALL-E's App. A.2 names no clipping).
+    max_grad_norm: float = 0.0
     max_steps: int = 1200
     lr_scheduler_type: SchedulerType | str = "cosine_with_min_lr"
     lr_scheduler_kwargs: dict | str | None = field(default_factory=lambda: {"min_lr": 1e-5})
