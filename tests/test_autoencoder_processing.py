@@ -145,3 +145,10 @@ def test_a_corrupt_checkpoint_fails_to_load_and_is_left_alone(tmp_path):
 def test_built_in_image_sets_check_their_sizes():
     with pytest.raises(ValueError, match="num_validation \\(6000\\) must be smaller than the 5000 images"):
         load_image_dataset("mnist", num_validation=6000)
+
+
+def test_built_in_image_sets_have_train_and_validation_images():
+    for name, mode in (("mnist", "L"), ("scenes", "RGB"), ("twemoji", "RGB")):
+        data = load_image_dataset(name, image_size=16, num_train=20, num_validation=5)
+        assert (len(data["train"]), len(data["validation"])) == (20, 5)
+        assert data["train"][0]["image"].mode == mode

@@ -173,3 +173,14 @@ def test_autoencoder_command_takes_the_training_script_flags(tmp_path):
           "--num_train_images", "32", "--num_eval_images", "8", "--max_steps", "2", "--track_every", "0",
           "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
     assert json.loads((tmp_path / "results.json").read_text())["model_type"] == "image_vae"
+
+
+def test_model_card_of_a_trained_dvae_reports_its_measured_numbers(trained_dvae):
+    from hf_mmdl.hub import model_card
+
+    results, folder = trained_dvae
+    card = model_card(folder, "someone/dvae-digits")
+    text = str(card)
+    assert card.data.pipeline_tag == "image-to-image" and "ramesh2021zero" in text
+    assert f"| {results['validation']['mse']:.4f} |" in text and "baseline: mean training image" in text
+    assert "MNIST" in text and "get_codebook_indices" in text and 'AutoModel.from_pretrained("someone/dvae-digits")' in text

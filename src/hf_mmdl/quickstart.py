@@ -74,9 +74,9 @@ def vae_quickstart(output_dir: Path, max_steps: int | None = None, num_train_ima
 
 
 def dvae_quickstart(output_dir: Path, max_steps: int | None = None, num_train_images: int | None = None) -> str:
-    """DALL-E dVAE on real MNIST digits: held-out MSE/PSNR of the argmax-token reconstruction against the mean
+    """DALL-E dVAE on Twemoji images: held-out MSE/PSNR of the argmax-token reconstruction against the mean
     training image, codebook perplexity and use, and the soft-vs-hard gap as the temperature falls."""
-    return _autoencoder_quickstart("dvae", "mnist", output_dir, max_steps or 1200, num_train_images)
+    return _autoencoder_quickstart("dvae", "twemoji", output_dir, max_steps or 1200, num_train_images)
 
 
 QUICKSTARTS: dict[str, Callable[..., str]] = {"m2": m2_quickstart, "vae": vae_quickstart, "dvae": dvae_quickstart}

@@ -60,8 +60,9 @@ def load_image_dataset(
         total = num_validation + (num_train or 4096)
         return _split([generate_scene(rng, image_size, max_objects=3)["image"] for _ in range(total)], num_validation, None)
     if name == "twemoji":
-        emoji = load_twemoji_captions(image_size=image_size, validation_fraction=0.0, test_fraction=0.0, seed=seed)
-        return _split(list(emoji["train"]["image"]), num_validation, num_train)
+        emoji = load_twemoji_captions(image_size=image_size, seed=seed)
+        images = [image for split in ("validation", "test", "train") for image in emoji[split]["image"]]
+        return _split(images, num_validation, num_train)
     return _load_hub_images(name, image_column, num_train, num_validation, seed)
 
 

@@ -252,7 +252,7 @@ def save_figures(model, processor, pixel_values: torch.Tensor, history: list[dic
         temperatures = (1.0, 0.8, 0.5)
         figures.append(image_grid(
             [processor.postprocess(model.sample(12, temperature=t, generator=generator)) for t in temperatures],
-            out / "samples.png", [f"t = {t}" for t in temperatures], title=f"{title}: samples z ~ N(0, t²I)",
+            out / "samples.png", [f"t = {t}" for t in temperatures], title=f"{title}: samples z ~ N(0, t^2 I) decoded",
         ))
         pairs = [(2 * i, 2 * i + 1) for i in range(4)]
         figures.append(image_grid(
@@ -321,10 +321,13 @@ def run_autoencoder(
 def results_table(results: dict) -> str:
     """Markdown table of held-out metrics against the mean-image baseline."""
     m = results["validation"]
-    lines = ["| held-out images | MSE | PSNR (dB) |", "|---|---|---|",
-             f"| {'dVAE (argmax tokens)' if results['model_type'] == 'dvae' else 'VAE (posterior mean)'} | "
-             f"{m['mse']:.4f} | {m['psnr']:.1f} |",
-             f"| baseline: mean training image | {m['mean_image_mse']:.4f} | {m['mean_image_psnr']:.1f} |"]
+    name = "dVAE (argmax tokens)" if results["model_type"] == "dvae" else "VAE (posterior mean)"
+    lines = [
+        "| held-out images | MSE | PSNR (dB) |",
+        "|---|---|---|",
+        f"| {name} | {m['mse']:.4f} | {m['psnr']:.1f} |",
+        f"| baseline: mean training image | {m['mean_image_mse']:.4f} | {m['mean_image_psnr']:.1f} |",
+    ]
     if results["model_type"] == "dvae":
         lines.append(f"\nCodebook: perplexity {m['perplexity']:.1f}, {m['codes_used']} codes used; soft (τ = "
                      f"{m['temperature']:.3g}) vs hard MSE {m['soft_mse']:.4f} vs {m['mse']:.4f}.")
