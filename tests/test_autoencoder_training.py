@@ -184,3 +184,11 @@ def test_model_card_of_a_trained_dvae_reports_its_measured_numbers(trained_dvae)
     assert card.data.pipeline_tag == "image-to-image" and "ramesh2021zero" in text
     assert f"| {results['validation']['mse']:.4f} |" in text and "baseline: mean training image" in text
     assert "MNIST" in text and "get_codebook_indices" in text and 'AutoModel.from_pretrained("someone/dvae-digits")' in text
+
+
+def test_accelerate_fsdp_on_cpu_is_refused_with_an_explanation(tmp_path):
+    with pytest.raises(ValueError, match="FSDP"):
+        run_autoencoder(
+            AutoencoderModelArguments(model_type="dvae", model_size="tiny"), DIGITS,
+            AutoencoderTrainingArguments(output_dir=str(tmp_path), max_steps=1, use_cpu=True, fsdp="full_shard"),
+        )
