@@ -17,6 +17,10 @@ from transformers import (
 from .modeling import (
     DiscreteVAEConfig,
     DiscreteVAEModel,
+    GlideConfig,
+    GlideModel,
+    GlideTextConfig,
+    GlideTextModel,
     ImageVAEConfig,
     ImageVAEModel,
     M2Config,
@@ -33,6 +37,8 @@ _REGISTRY = [
     (M2Config, M2Model, {AutoModelForImageTextToText: M2ForConditionalGeneration}, M2ImageProcessor, M2Processor),
     (ImageVAEConfig, ImageVAEModel, {AutoModelForImageToImage: ImageVAEModel}, ImageVAEImageProcessor, None),
     (DiscreteVAEConfig, DiscreteVAEModel, {AutoModelForImageToImage: DiscreteVAEModel}, DiscreteVAEImageProcessor, None),
+    (GlideTextConfig, GlideTextModel, {}, None, None),
+    (GlideConfig, GlideModel, {}, None, None),
 ]
 
 
@@ -56,6 +62,10 @@ __all__ = [
     "DiscreteVAEConfig",
     "DiscreteVAEImageProcessor",
     "DiscreteVAEModel",
+    "GlideConfig",
+    "GlideModel",
+    "GlideTextConfig",
+    "GlideTextModel",
     "ImageVAEConfig",
     "ImageVAEImageProcessor",
     "ImageVAEModel",

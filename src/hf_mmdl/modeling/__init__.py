@@ -1,9 +1,11 @@
 """Model configurations and PyTorch models, one configuration and one modeling file per architecture."""
 
 from .configuration_dvae import DiscreteVAEConfig
+from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_vae import ImageVAEConfig
 from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel, map_pixels, unmap_pixels
+from .modeling_glide import GlideModel, GlideOutput, GlideTextModel
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 
@@ -12,6 +14,11 @@ __all__ = [
     "DiscreteVAEModel",
     "DiscreteVAEOutput",
     "DiscreteVAEPreTrainedModel",
+    "GlideConfig",
+    "GlideModel",
+    "GlideOutput",
+    "GlideTextConfig",
+    "GlideTextModel",
     "ImageVAEConfig",
     "ImageVAEModel",
     "ImageVAEOutput",
