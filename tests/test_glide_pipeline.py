@@ -1,0 +1,76 @@
+"""GlidePipeline: respacing, classifier-free guidance in one doubled UNet batch, outputs, save and load."""
+
+import PIL.Image
+import pytest
+import torch
+
+from hf_mmdl.pipelines import GlidePipeline, glide_scheduler, respaced_timesteps
+from hf_mmdl.pipelines.pipeline_glide import guided_model_output
+from hf_mmdl.processing import train_caption_tokenizer
+
+from test_glide_modeling import tiny_glide
+
+
+@pytest.fixture
+def pipe():
+    tokenizer = train_caption_tokenizer(["a red circle on the left", "a blue square on the right"], min_count=1)
+    model = tiny_glide(text_config=dict(vocab_size=len(tokenizer), text_ctx=8, width=32, num_layers=1,
+                                        num_attention_heads=2, pad_token_id=tokenizer.pad_token_id))
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+    return GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+
+
+def test_respacing_follows_glide():
+    hundred = respaced_timesteps(1000, "100")
+    assert len(hundred) == 100 and hundred[0] == 999 and hundred[-1] == 0
+    fast = respaced_timesteps(1000, "fast27")
+    assert len(fast) == 27 and 999 not in fast and 997 in fast and fast == sorted(fast, reverse=True)
+    assert respaced_timesteps(1000, 4) == [999, 666, 333, 0]
+    with pytest.raises(ValueError, match="Cannot take 300 steps from a segment of 250"):
+        respaced_timesteps(1000, "300,1,1,1")
+
+
+def test_guidance_scale_one_is_the_conditional_pass_and_zero_the_unconditional():
+    conditional, unconditional = torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4)
+    both = torch.cat([conditional, unconditional])
+    torch.testing.assert_close(guided_model_output(both, 1.0), conditional)
+    torch.testing.assert_close(guided_model_output(both, 0.0)[:, :3], unconditional[:, :3])
+    torch.testing.assert_close(guided_model_output(both, 0.0)[:, 3:], conditional[:, 3:])  # variance: conditional
+
+
+def test_a_guided_step_is_one_unet_call_on_the_doubled_batch(pipe):
+    calls = []
+    pipe.glide.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    images = pipe(["a red circle", "a blue square"], guidance_scale=3.0, num_inference_steps=4,
+                  generator=torch.Generator().manual_seed(0)).images
+    assert calls == [4, 4, 4, 4]
+    assert len(images) == 2 and isinstance(images[0], PIL.Image.Image) and images[0].size == (16, 16)
+
+
+def test_sampling_is_reproducible_and_the_prompt_matters(pipe):
+    def sample(prompt, seed=0):
+        return pipe(prompt, guidance_scale=3.0, num_inference_steps=4, output_type="pt",
+                    generator=torch.Generator().manual_seed(seed)).images
+
+    torch.testing.assert_close(sample("a red circle"), sample("a red circle"))
+    assert not torch.equal(sample("a red circle"), sample("a blue square"))
+    out = pipe("a red circle", num_inference_steps=3, output_type="np", num_images_per_prompt=2)
+    assert out.images.shape == (2, 16, 16, 3) and 0 <= out.images.min() <= out.images.max() <= 1
+
+
+def test_pipeline_saves_and_loads(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = GlidePipeline.from_pretrained(tmp_path)
+    generator = torch.Generator().manual_seed(1)
+    expected = pipe("a red circle", num_inference_steps=3, output_type="pt", generator=generator).images
+    got = loaded("a red circle", num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(1)).images
+    torch.testing.assert_close(got, expected)
+
+
+def test_bad_pipeline_arguments_are_named(pipe):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        pipe([])
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        pipe("a red circle", output_type="jpeg")
+    with pytest.raises(ValueError, match="Got 2 prompts but 1 negative prompts"):
+        pipe(["a", "b"], negative_prompt=["c"])
