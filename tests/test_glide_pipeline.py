@@ -1,5 +1,6 @@
 """GlidePipeline: respacing, classifier-free guidance in one doubled UNet batch, outputs, save and load."""
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -74,3 +75,46 @@ def test_bad_pipeline_arguments_are_named(pipe):
         pipe("a red circle", output_type="jpeg")
     with pytest.raises(ValueError, match="Got 2 prompts but 1 negative prompts"):
         pipe(["a", "b"], negative_prompt=["c"])
+
+
+def variant_pipeline(pipeline_class, **overrides):
+    tokenizer = train_caption_tokenizer(["a red circle on the left", "a blue square on the right"], min_count=1)
+    model = tiny_glide(text_config=dict(vocab_size=len(tokenizer), text_ctx=8, width=32, num_layers=1,
+                                        num_attention_heads=2, pad_token_id=tokenizer.pad_token_id), **overrides)
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+    return pipeline_class(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+
+
+def test_inpainting_keeps_every_pixel_outside_the_mask():
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    image = PIL.Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8))
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 4:12] = 255  # white: repaint
+    edited = pipe("a red circle", image=image, mask_image=PIL.Image.fromarray(mask), num_inference_steps=4,
+                  output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+    original = np.asarray(image) / 255
+    outside = mask == 0
+    assert np.abs(edited[outside] - original[outside]).max() < 1e-6
+    assert np.abs(edited[~outside] - original[~outside]).mean() > 0.05
+
+
+def test_upsampling_turns_a_low_resolution_image_into_the_model_size():
+    from hf_mmdl.pipelines import GlideUpsamplePipeline
+
+    pipe = variant_pipeline(GlideUpsamplePipeline, super_res=True)
+    low = PIL.Image.new("RGB", (4, 4), (200, 30, 30))
+    out = pipe("a red circle", image=low, generator=torch.Generator().manual_seed(0)).images
+    assert out[0].size == (16, 16)
+
+
+def test_each_pipeline_refuses_the_wrong_model_variant(pipe):
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    with pytest.raises(ValueError, match="needs an inpainting GLIDE model"):
+        GlideInpaintPipeline(glide=pipe.glide, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)(
+            "a", image=PIL.Image.new("RGB", (16, 16)), mask_image=PIL.Image.new("L", (16, 16)))
+    inpainting = variant_pipeline(GlidePipeline, inpaint=True)
+    with pytest.raises(ValueError, match="use GlideInpaintPipeline or GlideUpsamplePipeline"):
+        inpainting("a red circle")

@@ -62,6 +62,8 @@ class GlideConfig(PretrainedConfig):
         dropout (`float`): Dropout inside the ResBlocks.
         inpaint (`bool`): Add 4 input channels (masked image, mask) for editing (§4.3).
         super_res (`bool`): Add 3 input channels (the upsampled low-resolution image) for the upsampler.
+        upsample_factor (`int`): Upsampler only: the low-resolution input is `image_size / upsample_factor` wide
+            (GLIDE: 64 → 256, factor 4).
         num_train_timesteps (`int`): T of the diffusion.
         noise_schedule (`str`): `"squaredcos_cap_v2"` (cosine, iDDPM Eq. 17; base) or `"linear"` (upsampler).
         vlb_weight (`float`): λ of the hybrid loss L_simple + λ·L_vlb (iDDPM Eq. 16).
@@ -82,6 +84,7 @@ class GlideConfig(PretrainedConfig):
     dropout: float = 0.1
     inpaint: bool = False
     super_res: bool = False
+    upsample_factor: int = 4
     num_train_timesteps: int = 1000
     noise_schedule: str = "squaredcos_cap_v2"
     vlb_weight: float = 0.001

@@ -1,5 +1,17 @@
 """diffusers pipelines: thin sampling loops over diffusers schedulers."""
 
-from .pipeline_glide import GlidePipeline, glide_scheduler, respaced_timesteps
+from .pipeline_glide import (
+    GlideInpaintPipeline,
+    GlidePipeline,
+    GlideUpsamplePipeline,
+    glide_scheduler,
+    respaced_timesteps,
+)
 
-__all__ = ["GlidePipeline", "glide_scheduler", "respaced_timesteps"]
+__all__ = [
+    "GlideInpaintPipeline",
+    "GlidePipeline",
+    "GlideUpsamplePipeline",
+    "glide_scheduler",
+    "respaced_timesteps",
+]

@@ -1,4 +1,5 @@
-"""Text-to-image sampling with GLIDE and classifier-free guidance (GLIDE §2.3), as a diffusers `DiffusionPipeline`.
+"""Sampling with GLIDE and classifier-free guidance (GLIDE §2.3) as diffusers `DiffusionPipeline`s: text → image,
+text-guided inpainting (§4.3) and text-conditional upsampling.
 
 The loop is diffusers' `DDPMScheduler` with learned-range variance over GLIDE's respaced timesteps (the paper samples
 with e.g. "100" steps or the upsampler's "fast27"); the model is fed the original timestep indices, as GLIDE does.
@@ -11,6 +12,7 @@ from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_glide import GlideModel
+from ..processing.image_processing_autoencoders import AutoencoderImageProcessor
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -67,6 +69,71 @@ class GlidePipeline(DiffusionPipeline):
         mask = torch.tensor([[1] * len(row) + [0] * (text_ctx - len(row)) for row in ids])
         return input_ids.to(self.device), mask.to(self.device)
 
+    def _captions(self, prompt, negative_prompt, num_images_per_prompt: int) -> tuple[list[str], list[str]]:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("prompt is empty: pass a caption (or \"\" for an unconditional sample).")
+        negatives = [""] * len(prompts) if negative_prompt is None else (
+            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
+        if len(negatives) != len(prompts):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(negatives)} negative prompts.")
+        repeat = range(num_images_per_prompt)
+        return [p for p in prompts for _ in repeat], [n for n in negatives for _ in repeat]
+
+    def images_to_tensor(self, images, size: int, mode: str = "RGB") -> torch.Tensor:
+        """PIL images / arrays → (batch, channels, size, size): [-1, 1] for RGB images, [0, 1] for "L" masks."""
+        processor = AutoencoderImageProcessor(
+            image_mode=mode, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+            do_normalize=mode == "RGB", resample=PIL.Image.Resampling.BICUBIC if mode == "RGB" else PIL.Image.Resampling.NEAREST,
+        )
+        return processor(images=images)["pixel_values"].to(self.device, self.glide.dtype)
+
+    def denoising_loop(self, prompts: list[str], negatives: list[str], num_inference_steps, guidance_scale: float,
+                       generator, noise_scale: float = 1.0, **conditions) -> torch.Tensor:
+        """x_T → x_0 in [-1, 1]. `conditions` are the variant's inputs (`low_res`, `inpaint_image` + `inpaint_mask`,
+        batch-aligned with `prompts`); with `inpaint_*` the known pixels are pasted into the predicted x₀ each step."""
+        if not (0 <= guidance_scale < float("inf")):
+            raise ValueError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale}.")
+        guided = guidance_scale != 1.0
+        input_ids, mask = self.tokenize(prompts + negatives if guided else prompts)
+        text = self.glide.encode_text(input_ids, mask)
+        doubled = {k: torch.cat([v, v]) if guided else v for k, v in conditions.items()}
+
+        size = self.glide.config.image_size
+        shape = (len(prompts), 3, size, size)
+        sample = noise_scale * torch.randn(shape, generator=generator, device=self.device, dtype=self.glide.dtype)
+        timesteps = respaced_timesteps(self.scheduler.config.num_train_timesteps, num_inference_steps)
+        self.scheduler.set_timesteps(timesteps=timesteps, device=self.device)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = torch.cat([sample, sample]) if guided else sample
+            output = self.glide.denoise(model_input, t.expand(len(model_input)), input_ids, mask, text_outputs=text, **doubled)
+            output = guided_model_output(output, guidance_scale) if guided else output
+            if "inpaint_mask" in conditions:
+                output = self.paste_known_pixels(output, sample, t, conditions["inpaint_image"], conditions["inpaint_mask"])
+            sample = self.scheduler.step(output, t, sample, generator=generator).prev_sample
+        return sample
+
+    def paste_known_pixels(self, output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, image: torch.Tensor,
+                           known: torch.Tensor) -> torch.Tensor:
+        """Rewrite ε so that the scheduler's predicted x₀ equals the given image where it is known (GLIDE's
+        inpainting sampler replaces x₀ there at every step)."""
+        abar = self.scheduler.alphas_cumprod.to(sample.device)[t].to(sample.dtype)
+        eps = output[:, :3]
+        x0 = (sample - (1 - abar).sqrt() * eps) / abar.sqrt()
+        x0 = known * image + (1 - known) * x0
+        eps = (sample - abar.sqrt() * x0) / (1 - abar).sqrt()
+        return torch.cat([eps, output[:, 3:]], dim=1)
+
+    def to_output(self, sample: torch.Tensor, output_type: str, return_dict: bool):
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        images = ((sample.float() + 1) / 2).clamp(0, 1)
+        if output_type != "pt":
+            images = images.permute(0, 2, 3, 1).cpu().numpy()
+            if output_type == "pil":
+                images = [PIL.Image.fromarray((image * 255).round().astype(np.uint8)) for image in images]
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -79,36 +146,82 @@ class GlidePipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts:
-            raise ValueError("prompt is empty: pass a caption (or \"\" for an unconditional sample).")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        negatives = [""] * len(prompts) if negative_prompt is None else (
-            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
-        if len(negatives) != len(prompts):
-            raise ValueError(f"Got {len(prompts)} prompts but {len(negatives)} negative prompts.")
-        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        negatives = [n for n in negatives for _ in range(num_images_per_prompt)]
-        guided = guidance_scale != 1.0
-        input_ids, mask = self.tokenize(prompts + negatives if guided else prompts)
-        text = self.glide.encode_text(input_ids, mask)
+        if self.glide.config.inpaint or self.glide.config.super_res:
+            raise ValueError("This GLIDE model is an inpainting or upsampling variant: use GlideInpaintPipeline or "
+                             "GlideUpsamplePipeline.")
+        prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
+        sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator)
+        return self.to_output(sample, output_type, return_dict)
 
+
+class GlideInpaintPipeline(GlidePipeline):
+    """Text-guided editing (GLIDE §4.3) with an inpainting [`GlideModel`]: `image` + `mask_image` (white = the region
+    to repaint, diffusers' convention) + `prompt` → the edited image. Pixels outside the mask are kept exactly."""
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        image,
+        mask_image,
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int | str = 100,
+        guidance_scale: float = 5.0,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        if not self.glide.config.inpaint:
+            raise ValueError("GlideInpaintPipeline needs an inpainting GLIDE model (config.inpaint=True).")
+        prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
         size = self.glide.config.image_size
-        sample = torch.randn((len(prompts), 3, size, size), generator=generator, device=self.device, dtype=self.glide.dtype)
-        self.scheduler.set_timesteps(timesteps=respaced_timesteps(self.scheduler.config.num_train_timesteps, num_inference_steps), device=self.device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([sample, sample]) if guided else sample
-            output = self.glide.denoise(model_input, t.expand(len(model_input)), input_ids, mask, text_outputs=text)
-            output = guided_model_output(output, guidance_scale) if guided else output
-            sample = self.scheduler.step(output, t, sample, generator=generator).prev_sample
+        images, masks = self.images_to_tensor(image, size), self.images_to_tensor(mask_image, size, mode="L")
+        if len(images) != len(masks):
+            raise ValueError(f"Got {len(images)} images but {len(masks)} masks.")
+        if len(images) not in (1, len(prompts) // num_images_per_prompt):
+            raise ValueError(f"Got {len(images)} images for {len(prompts) // num_images_per_prompt} prompts.")
+        repeats = len(prompts) // len(images)
+        images, known = images.repeat_interleave(repeats, 0), (masks < 0.5).to(images.dtype).repeat_interleave(repeats, 0)
+        sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator,
+                                     inpaint_image=images, inpaint_mask=known)
+        sample = known * images + (1 - known) * sample
+        return self.to_output(sample, output_type, return_dict)
 
-        images = ((sample.float() + 1) / 2).clamp(0, 1)
-        if output_type != "pt":
-            images = images.permute(0, 2, 3, 1).cpu().numpy()
-            if output_type == "pil":
-                images = [PIL.Image.fromarray((image * 255).round().astype(np.uint8)) for image in images]
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+class GlideUpsamplePipeline(GlidePipeline):
+    """Text-conditional super-resolution with an upsampling [`GlideModel`]: `image` (low resolution) + `prompt` →
+    the image at the model's size. Defaults follow the released upsampler: "fast27" steps, no guidance, initial
+    noise scaled by 0.997."""
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        image,
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int | str = "fast27",
+        guidance_scale: float = 1.0,
+        noise_scale: float = 0.997,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        if not self.glide.config.super_res:
+            raise ValueError("GlideUpsamplePipeline needs an upsampling GLIDE model (config.super_res=True).")
+        prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
+        low_res = self.images_to_tensor(image, self.glide.config.image_size // self.glide.config.upsample_factor)
+        if len(low_res) not in (1, len(prompts) // num_images_per_prompt):
+            raise ValueError(f"Got {len(low_res)} images for {len(prompts) // num_images_per_prompt} prompts.")
+        low_res = low_res.repeat_interleave(len(prompts) // len(low_res), 0)
+        # GLIDE quantises the low-resolution input to 8 bits, as it was during training.
+        low_res = ((low_res + 1) * 127.5).round() / 127.5 - 1
+        sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator,
+                                     noise_scale=noise_scale, low_res=low_res)
+        return self.to_output(sample, output_type, return_dict)
 
 
 def glide_scheduler(model: GlideModel) -> DDPMScheduler:
