@@ -27,7 +27,14 @@ from .modeling import (
     M2ForConditionalGeneration,
     M2Model,
 )
-from .processing import DiscreteVAEImageProcessor, ImageVAEImageProcessor, M2ImageProcessor, M2Processor
+from .processing import (
+    DiscreteVAEImageProcessor,
+    GlideImageProcessor,
+    GlideProcessor,
+    ImageVAEImageProcessor,
+    M2ImageProcessor,
+    M2Processor,
+)
 
 __version__ = "0.1.0"
 
@@ -38,7 +45,7 @@ _REGISTRY = [
     (ImageVAEConfig, ImageVAEModel, {AutoModelForImageToImage: ImageVAEModel}, ImageVAEImageProcessor, None),
     (DiscreteVAEConfig, DiscreteVAEModel, {AutoModelForImageToImage: DiscreteVAEModel}, DiscreteVAEImageProcessor, None),
     (GlideTextConfig, GlideTextModel, {}, None, None),
-    (GlideConfig, GlideModel, {}, None, None),
+    (GlideConfig, GlideModel, {}, GlideImageProcessor, GlideProcessor),
 ]
 
 
@@ -63,7 +70,9 @@ __all__ = [
     "DiscreteVAEImageProcessor",
     "DiscreteVAEModel",
     "GlideConfig",
+    "GlideImageProcessor",
     "GlideModel",
+    "GlideProcessor",
     "GlideTextConfig",
     "GlideTextModel",
     "ImageVAEConfig",

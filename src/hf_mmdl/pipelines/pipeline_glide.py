@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_glide import GlideModel
 from ..processing.image_processing_autoencoders import AutoencoderImageProcessor
+from ..processing.processing_glide import encode_captions
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -60,14 +61,11 @@ class GlidePipeline(DiffusionPipeline):
         self.register_modules(glide=glide, tokenizer=tokenizer, scheduler=scheduler)
 
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Captions → (input_ids, attention_mask) padded to the model's `text_ctx`; longer captions are cut there.
+        """Captions → (input_ids, attention_mask) padded to the model's `text_ctx` (longer ones cut, with a warning).
         The empty caption is all padding (mask 0), which the model replaces with its learned padding sequence."""
-        text_ctx = self.glide.config.text_config.text_ctx
-        ids = [self.tokenizer(p.lower(), add_special_tokens=False)["input_ids"][:text_ctx] if p else [] for p in prompts]
-        pad = self.glide.config.text_config.pad_token_id
-        input_ids = torch.tensor([row + [pad] * (text_ctx - len(row)) for row in ids])
-        mask = torch.tensor([[1] * len(row) + [0] * (text_ctx - len(row)) for row in ids])
-        return input_ids.to(self.device), mask.to(self.device)
+        text = self.glide.config.text_config
+        input_ids, mask = encode_captions(self.tokenizer, prompts, text.text_ctx, text.pad_token_id)
+        return torch.from_numpy(input_ids).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _captions(self, prompt, negative_prompt, num_images_per_prompt: int) -> tuple[list[str], list[str]]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
