@@ -51,21 +51,21 @@ def glide_config_for_variant(variant: str, **overrides) -> GlideConfig:
     upsampler = variant.startswith("upsample")
     text = GlideTextConfig(vocab_size=50257, text_ctx=128, width=512, num_layers=16, num_attention_heads=8,
                            final_layer_norm=True, padding_embedding=True, pad_token_id=50256)
-    kwargs = dict(
-        text_config=text,
-        image_size=256 if upsampler else 64,
-        model_channels=192,
-        channel_mult=(1, 1, 2, 2, 4, 4) if upsampler else (1, 2, 3, 4),
-        num_res_blocks=2 if upsampler else 3,
-        attention_resolutions=(32, 16, 8),
-        num_head_channels=64,
-        dropout=0.1,
-        inpaint=variant.endswith("inpaint"),
-        super_res=upsampler,
-        upsample_factor=4,
-        num_train_timesteps=1000,
-        noise_schedule="linear" if upsampler else "squaredcos_cap_v2",
-    )
+    kwargs = {
+        "text_config": text,
+        "image_size": 256 if upsampler else 64,
+        "model_channels": 192,
+        "channel_mult": (1, 1, 2, 2, 4, 4) if upsampler else (1, 2, 3, 4),
+        "num_res_blocks": 2 if upsampler else 3,
+        "attention_resolutions": (32, 16, 8),
+        "num_head_channels": 64,
+        "dropout": 0.1,
+        "inpaint": variant.endswith("inpaint"),
+        "super_res": upsampler,
+        "upsample_factor": 4,
+        "num_train_timesteps": 1000,
+        "noise_schedule": "linear" if upsampler else "squaredcos_cap_v2",
+    }
     return GlideConfig(**(kwargs | overrides))
 
 
@@ -119,13 +119,21 @@ def _split_heads(tensor: torch.Tensor, heads: int, parts: int) -> list[torch.Ten
     return [grouped[:, p].reshape(-1, *rest).contiguous() for p in range(parts)]
 
 
+def _heads(tensor: torch.Tensor, parts: int, config: GlideConfig) -> int:
+    """Heads of a UNet attention, read off its fused rows: parts · heads · num_head_channels."""
+    return tensor.shape[0] // parts // config.num_head_channels
+
+
 def _conv1d_to_linear(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[..., 0] if tensor.ndim == 3 else tensor
 
 
-def _mapping(config: GlideConfig) -> dict[str, tuple[list[str], callable]]:
-    """Original tensor name → (our names, function of the original tensor returning our tensors in that order)."""
-    same = lambda t: [t]  # noqa: E731
+def _mapping(config: GlideConfig, ours: set[str]) -> dict[str, tuple[list[str], callable]]:
+    """Original tensor name → (our names, function of the original tensor returning our tensors in that order).
+    `ours` are our parameter names: a ResBlock has a skip convolution only where its width changes."""
+    def same(t):
+        return [t]
+
     mapping: dict[str, tuple[list[str], callable]] = {}
 
     def add(original: str, ours, fn=same):
@@ -168,14 +176,13 @@ def _mapping(config: GlideConfig) -> dict[str, tuple[list[str], callable]]:
         for p in ("weight", "bias"):
             if kind == "resnet":
                 for a, b in _RESNET.items():
-                    add(f"{src}.{a}.{p}", f"{dst}.{b}.{p}")
+                    if b != "conv_shortcut" or f"{dst}.{b}.{p}" in ours:
+                        add(f"{src}.{a}.{p}", f"{dst}.{b}.{p}")
             else:
-                # Heads are read off the tensor: its rows are parts · heads · num_head_channels.
-                heads = lambda t, parts: t.shape[0] // parts // config.num_head_channels  # noqa: E731
                 add(f"{src}.norm.{p}", f"{dst}.group_norm.{p}")
-                add(f"{src}.qkv.{p}", [f"{dst}.to_{x}.{p}" for x in "qkv"], lambda t: _split_heads(t, heads(t, 3), 3))
+                add(f"{src}.qkv.{p}", [f"{dst}.to_{x}.{p}" for x in "qkv"], lambda t: _split_heads(t, _heads(t, 3, config), 3))
                 add(f"{src}.encoder_kv.{p}", [f"{dst}.add_{x}_proj.{p}" for x in "kv"],
-                    lambda t: _split_heads(t, heads(t, 2), 2))
+                    lambda t: _split_heads(t, _heads(t, 2, config), 2))
                 add(f"{src}.proj_out.{p}", f"{dst}.to_out.0.{p}", lambda t: [_conv1d_to_linear(t)])
     return mapping
 
@@ -186,7 +193,7 @@ def _expected_original_shape(original: str, ours: list[torch.Size]) -> tuple[int
         shape = (sum(s[0] for s in ours), *ours[0][1:])
     else:
         shape = tuple(ours[0])
-    if original.split(".")[-2] in ("qkv", "encoder_kv", "proj_out") and original.endswith("weight"):
+    if original.rsplit(".", 2)[-2:] in (["qkv", "weight"], ["encoder_kv", "weight"], ["proj_out", "weight"]):
         shape = (*shape, 1)  # 1-d convolutions with kernel size 1
     return tuple(shape)
 
@@ -199,7 +206,7 @@ def original_to_hf_state_dict(state_dict: dict[str, torch.Tensor], config: Glide
     rather than loaded partially. Floating-point tensors come back as float32 (the release may be fp16)."""
     with torch.device("meta"):
         reference = GlideModel(config).state_dict()
-    mapping = _mapping(config)
+    mapping = _mapping(config, set(reference))
     unexpected = sorted(set(state_dict) - set(mapping))
     missing = sorted(set(mapping) - set(state_dict))
     wrong_shape, converted = [], {}
@@ -208,7 +215,7 @@ def original_to_hf_state_dict(state_dict: dict[str, torch.Tensor], config: Glide
             continue
         tensor = state_dict[original]
         if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"{original!r} is a {type(tensor).__name__}, not a tensor.")
+            raise TypeError(f"{original!r} is a {type(tensor).__name__}, not a tensor.")
         expected = _expected_original_shape(original, [reference[name].shape for name in ours])
         if tuple(tensor.shape) != expected:
             wrong_shape.append(f"{original}: {tuple(tensor.shape)} (expected {expected})")
