@@ -340,8 +340,8 @@ class GlideModel(GlidePreTrainedModel):
         input_ids / attention_mask (`(batch, text_ctx)`): Captions from the processor (padded, mask 0 where padded).
         low_res (`torch.FloatTensor`, *optional*): Upsampler only: the low-resolution images in [-1, 1].
         inpaint_mask (`torch.FloatTensor` of shape `(batch, 1, H, W)`, *optional*): Inpainting only: 1 where pixels
-            are known; the known pixels of `pixel_values` are the model's context (the processor draws random
-            erased regions for training).
+            are known; the known pixels of `pixel_values` are the model's context. GLIDE trains with random
+            rectangular regions erased (§4.3).
         timesteps / noise (*optional*): Fix t and ε instead of sampling them uniformly / from N(0, I).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
