@@ -1,5 +1,4 @@
 import random
-import shutil
 import socket
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from hf_mmdl import (
 )
 from hf_mmdl.data.scenes import generate_scene
 from hf_mmdl.demos.autoencoders import GAP, TILE, TOKEN_GRID_SIDE, build_demo
+
+from browser import headless_chromium, requires_chromium
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "autoencoders"
 SIDE = 16  # the tiny models' image side
@@ -156,24 +157,12 @@ def test_an_image_the_processor_refuses_reaches_the_client_as_its_message(vae_de
         Client(vae_demo.local_url, verbose=False).predict(handle_file(str(path)), api_name="/reconstruct")
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-    reason="Debian chromium and chromium-driver are not installed (.ci/run installs them)",
-)
+@requires_chromium
 def test_dvae_page_counts_the_example_scene_tokens_in_headless_chromium(dvae_demo, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.get(dvae_demo.local_url)
         # The page reconstructs and tokenizes its example scene when it loads.
         summary = WebDriverWait(driver, 60).until(
@@ -182,7 +171,5 @@ def test_dvae_page_counts_the_example_scene_tokens_in_headless_chromium(dvae_dem
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#token-grid img"))
         screenshot = tmp_path / "autoencoder_demo.png"
         driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
     assert summary.endswith(f"distinct tokens of 64 in the {TOKENS}×{TOKENS} grid"), summary
     assert screenshot.stat().st_size > 20_000

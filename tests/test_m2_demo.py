@@ -1,4 +1,3 @@
-import shutil
 import socket
 from pathlib import Path
 
@@ -6,6 +5,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 from hf_mmdl.demos.m2 import build_demo, example_scene
+
+from browser import headless_chromium, requires_chromium
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "m2"
 
@@ -47,24 +48,12 @@ def test_demo_captions_an_uploaded_image_with_the_chosen_beam_size(running_demo,
     assert Path(heatmap).exists()
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-    reason="Debian chromium and chromium-driver are not installed (.ci/run installs them)",
-)
+@requires_chromium
 def test_demo_page_shows_a_caption_in_headless_chromium(running_demo, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.get(running_demo.local_url)
         # The page captions its example scene when it loads.
         caption = WebDriverWait(driver, 120).until(
@@ -72,7 +61,5 @@ def test_demo_page_shows_a_caption_in_headless_chromium(running_demo, tmp_path):
         )
         screenshot = tmp_path / "m2_demo.png"
         driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
     assert any(word in caption for word in ("circle", "square", "triangle", "star", "cross")), caption
     assert screenshot.stat().st_size > 20_000
