@@ -116,6 +116,8 @@ def _read(path: Path) -> object:
     try:
         with warnings.catch_warnings():  # legacy pickles name module classes whose source the stand-ins lack
             warnings.filterwarnings("ignore", message="Couldn't retrieve source code for container")
+            # weights_only=True cannot read whole-module pickles in torch's legacy format; the restricted pickle
+            # module refuses every global but the release's classes (as inert stand-ins) before it could run.
             return torch.load(path, map_location="cpu", pickle_module=_RESTRICTED_PICKLE, weights_only=False)
     except _RefusedGlobal as refused:
         raise ValueError(

@@ -168,14 +168,18 @@ def evaluate_autoencoder(model, processor, pixel_values: torch.Tensor, mean_imag
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     targets = processor.to_unit_range(pixel_values)
-    hard = torch.cat([model.reconstruct(batch) for batch in _batches(pixel_values, batch_size)]).float()
+    discrete = isinstance(model, DiscreteVAEModel)
+    if discrete:  # encode once: the tokens give both the hard reconstruction and the codebook statistics
+        tokens = torch.cat([model.get_codebook_indices(batch) for batch in _batches(pixel_values, batch_size)])
+        hard = torch.cat([model.decode_code(batch) for batch in _batches(tokens, batch_size)]).float()
+    else:
+        hard = torch.cat([model.reconstruct(batch) for batch in _batches(pixel_values, batch_size)]).float()
     mse = ((hard - targets) ** 2).mean().item()
     metrics = {"mse": mse, "psnr": 10 * math.log10(1 / mse)}
     if mean_image is not None:
         baseline = ((mean_image - targets) ** 2).mean().item()
         metrics |= {"mean_image_mse": baseline, "mean_image_psnr": 10 * math.log10(1 / baseline)}
-    if isinstance(model, DiscreteVAEModel):
-        tokens = torch.cat([model.get_codebook_indices(batch) for batch in _batches(pixel_values, batch_size)])
+    if discrete:
         soft = torch.cat([
             model(batch, relaxed=True, generator=generator, return_loss=False).reconstruction
             for batch in _batches(pixel_values, batch_size)
