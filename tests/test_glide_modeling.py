@@ -7,6 +7,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from hf_mmdl import GlideConfig, GlideModel, GlideTextConfig, GlideTextModel
+from hf_mmdl.modeling import inpainting_model_from, random_erase_masks
 from hf_mmdl.modeling.modeling_glide import GlideDiffusion, normal_kl
 
 PAD = 0
@@ -106,7 +107,44 @@ def test_variants_say_which_input_is_missing(batch):
     with pytest.raises(ValueError, match="needs `low_res`"):
         tiny_glide(super_res=True)(**batch)
     with pytest.raises(ValueError, match="needs `inpaint_image` and `inpaint_mask`"):
-        tiny_glide(inpaint=True)(**batch)
+        tiny_glide(inpaint=True).denoise(batch["pixel_values"], torch.tensor([5, 5]), batch["input_ids"])
+
+
+def test_inpainting_training_erases_a_random_rectangle_per_image(batch):
+    torch.manual_seed(0)
+    masks = random_erase_masks(64, 16, 16)
+    assert masks.shape == (64, 1, 16, 16) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    erased = (masks == 0).flatten(1).sum(1)
+    assert erased.min() >= 4 * 4 and erased.float().std() > 0
+    erased_pixels = masks[:, 0] == 0
+    erased_rows, erased_columns = erased_pixels.any(2), erased_pixels.any(1)
+    assert torch.equal(erased_pixels, erased_rows[:, :, None] & erased_columns[:, None, :])  # one rectangle each
+    model = tiny_glide(inpaint=True).train()
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+    assert torch.isfinite(model(**batch).loss)  # no mask given: one is drawn
+
+
+def test_inpainting_model_starts_as_its_base_model(batch):
+    base = tiny_glide()
+    torch.nn.init.normal_(base.unet.conv_out.weight, std=0.05)
+    model = inpainting_model_from(base).eval()
+    assert model.config.inpaint and model.unet.conv_in.weight[:, 3:].abs().max() == 0
+    t, x = torch.tensor([50, 600]), batch["pixel_values"]
+    known = random_erase_masks(2, 16, 16)
+    torch.testing.assert_close(
+        model.denoise(x, t, batch["input_ids"], batch["attention_mask"], inpaint_image=x.flip(0), inpaint_mask=known),
+        base.denoise(x, t, batch["input_ids"], batch["attention_mask"]),
+    )
+    assert tiny_glide(inpaint=True).unet.conv_in.weight[:, 3:].abs().max() == 0  # also from scratch
+    with pytest.raises(ValueError, match="already is an inpainting model"):
+        inpainting_model_from(model)
+
+
+def test_a_trained_inpainting_input_survives_save_and_load(tmp_path):
+    model = tiny_glide(inpaint=True)
+    torch.nn.init.normal_(model.unet.conv_in.weight, std=0.05)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(GlideModel.from_pretrained(tmp_path).unet.conv_in.weight, model.unet.conv_in.weight, rtol=0, atol=0)
 
 
 def test_bad_inputs_are_named(batch):

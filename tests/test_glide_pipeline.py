@@ -5,7 +5,7 @@ import PIL.Image
 import pytest
 import torch
 
-from hf_mmdl.pipelines import GlidePipeline, glide_scheduler, respaced_timesteps
+from hf_mmdl.pipelines import GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
 from hf_mmdl.pipelines.pipeline_glide import guided_model_output
 from hf_mmdl.processing import train_caption_tokenizer
 
@@ -57,6 +57,28 @@ def test_sampling_is_reproducible_and_the_prompt_matters(pipe):
     assert not torch.equal(sample("a red circle"), sample("a blue square"))
     out = pipe("a red circle", num_inference_steps=3, output_type="np", num_images_per_prompt=2)
     assert out.images.shape == (2, 16, 16, 3) and 0 <= out.images.min() <= out.images.max() <= 1
+
+
+def test_the_fast_sampler_is_deterministic_and_runs_the_respaced_steps(pipe):
+    pipe.scheduler = glide_fast_scheduler(pipe.glide)
+    seen = []
+    pipe.glide.unet.register_forward_hook(lambda module, args, output: seen.append(int(args[1][0])))
+
+    def sample(seed):
+        return pipe("a red circle", guidance_scale=3.0, num_inference_steps="5", output_type="pt",
+                    generator=torch.Generator().manual_seed(seed)).images
+
+    first = sample(0)
+    assert seen == respaced_timesteps(1000, "5")
+    torch.testing.assert_close(first, sample(0))
+    assert not torch.equal(first, sample(1))  # only the starting noise is random
+    assert torch.isfinite(first).all() and 0 <= first.min() <= first.max() <= 1
+
+
+def test_the_fast_sampler_goes_with_the_pipeline_when_saved(pipe, tmp_path):
+    pipe.scheduler = glide_fast_scheduler(pipe.glide)
+    pipe.save_pretrained(tmp_path)
+    assert type(GlidePipeline.from_pretrained(tmp_path).scheduler).__name__ == "DPMSolverMultistepScheduler"
 
 
 def test_pipeline_saves_and_loads(pipe, tmp_path):

@@ -5,7 +5,7 @@ from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_vae import ImageVAEConfig
 from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel, map_pixels, unmap_pixels
-from .modeling_glide import GlideModel, GlideOutput, GlideTextModel
+from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 
@@ -29,6 +29,8 @@ __all__ = [
     "M2Model",
     "M2PreTrainedModel",
     "convert_autoencoder_kl",
+    "inpainting_model_from",
     "map_pixels",
+    "random_erase_masks",
     "unmap_pixels",
 ]

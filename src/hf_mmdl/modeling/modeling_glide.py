@@ -173,6 +173,19 @@ def glide_unet(config: GlideConfig) -> UNet2DConditionModel:
     )
 
 
+def random_erase_masks(batch: int, height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """GLIDE §4.3's inpainting training: one random rectangle erased per image, its sides uniform between a quarter
+    of the image and the whole of it. Returns (batch, 1, H, W) with 1 where the pixel stays known."""
+    def span(size):
+        length = torch.randint(max(1, size // 4), size + 1, (batch,), device=device)
+        start = (torch.rand(batch, device=device) * (size - length + 1)).long()
+        coords = torch.arange(size, device=device)
+        return (coords >= start[:, None]) & (coords < (start + length)[:, None])
+
+    erased = span(height)[:, :, None] & span(width)[:, None, :]
+    return (~erased).float()[:, None]
+
+
 def normal_kl(mean_1, log_var_1, mean_2, log_var_2) -> torch.Tensor:
     """KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²)) elementwise, in nats."""
     return 0.5 * (-1.0 + log_var_2 - log_var_1 + torch.exp(log_var_1 - log_var_2) + (mean_1 - mean_2) ** 2 * torch.exp(-log_var_2))
@@ -245,6 +258,9 @@ class GlideDiffusion:
         return torch.where(timesteps == 0, nll, kl)
 
 
+INPAINT_CHANNELS = 4  # the masked image (3) and the mask (1), last among the UNet's inputs
+
+
 class GlidePreTrainedModel(PreTrainedModel):
     """Weight init and loading for GLIDE. The UNet keeps diffusers' init; the caption transformer its own."""
 
@@ -259,10 +275,17 @@ class GlidePreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         init_text_weights(module, self.config.text_config.initializer_range)
-        if hasattr(self, "unet") and module is self.unet.conv_out:
+        if not hasattr(self, "unet"):
+            return
+        if module is self.unet.conv_out:
             # ADM zero-initialises the output convolution: a fresh model predicts ε = 0 and v = 1/2.
             init.zeros_(module.weight)
             init.zeros_(module.bias)
+        elif module is self.unet.conv_in and self.config.inpaint:
+            # §4.3: the masked-image and mask channels start with zero weights, so they begin as no-ops.
+            weight = module.weight.clone()
+            weight[:, -INPAINT_CHANNELS:] = 0
+            init.copy_(module.weight, weight)
 
 
 class GlideModel(GlidePreTrainedModel):
@@ -340,8 +363,8 @@ class GlideModel(GlidePreTrainedModel):
         input_ids / attention_mask (`(batch, text_ctx)`): Captions from the processor (padded, mask 0 where padded).
         low_res (`torch.FloatTensor`, *optional*): Upsampler only: the low-resolution images in [-1, 1].
         inpaint_mask (`torch.FloatTensor` of shape `(batch, 1, H, W)`, *optional*): Inpainting only: 1 where pixels
-            are known; the known pixels of `pixel_values` are the model's context. GLIDE trains with random
-            rectangular regions erased (§4.3).
+            are known; the known pixels of `pixel_values` are the model's context. Left out, a random rectangle is
+            erased from each image (`random_erase_masks`), as GLIDE trains its inpainting model (§4.3).
         timesteps / noise (*optional*): Fix t and ε instead of sampling them uniformly / from N(0, I).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -357,6 +380,8 @@ class GlideModel(GlidePreTrainedModel):
         if timesteps is None:
             timesteps = torch.randint(0, self.config.num_train_timesteps, (batch,), device=pixel_values.device)
         noise = torch.randn_like(pixel_values) if noise is None else noise
+        if self.config.inpaint and inpaint_mask is None:
+            inpaint_mask = random_erase_masks(batch, *pixel_values.shape[-2:], device=pixel_values.device)
         x_t = self.diffusion.add_noise(pixel_values, noise, timesteps)
         model_output = self.denoise(x_t, timesteps, input_ids, attention_mask, low_res, pixel_values, inpaint_mask)
         loss = mse = vlb = None
@@ -368,3 +393,17 @@ class GlideModel(GlidePreTrainedModel):
             mse, vlb = mse.mean(), vlb.mean()
         output = GlideOutput(loss=loss, model_output=model_output, mse=mse, vlb=vlb, timesteps=timesteps)
         return output if return_dict else output.to_tuple()
+
+
+def inpainting_model_from(base: GlideModel) -> GlideModel:
+    """GLIDE §4.3's starting point for inpainting fine-tuning: a copy of a trained text-to-image model with four
+    extra input channels (masked image, mask) whose weights are zero, so it first behaves exactly as `base`."""
+    if base.config.inpaint:
+        raise ValueError("This model already is an inpainting model.")
+    model = GlideModel(GlideConfig(**{**base.config.to_dict(), "inpaint": True}))
+    state = base.state_dict()
+    new_input = model.unet.conv_in.weight.detach().clone()
+    new_input[:, :-INPAINT_CHANNELS] = state["unet.conv_in.weight"]
+    state["unet.conv_in.weight"] = new_input
+    model.load_state_dict(state)
+    return model.to(device=base.device, dtype=base.dtype)

@@ -4,6 +4,7 @@ from .pipeline_glide import (
     GlideInpaintPipeline,
     GlidePipeline,
     GlideUpsamplePipeline,
+    glide_fast_scheduler,
     glide_scheduler,
     respaced_timesteps,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "GlideInpaintPipeline",
     "GlidePipeline",
     "GlideUpsamplePipeline",
+    "glide_fast_scheduler",
     "glide_scheduler",
     "respaced_timesteps",
 ]

@@ -1,6 +1,10 @@
 """Pieces every training script of the package shares: checkpoint resolution, the CPU-FSDP guard, the step-driven
-schedule callback."""
+schedule callback, the weight moving average."""
 
+from pathlib import Path
+
+import torch
+from diffusers.training_utils import EMAModel
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -35,3 +39,33 @@ class ScheduleStepCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         model.set_schedule_step(None)
+
+
+class EMACallback(TrainerCallback):
+    """An exponential moving average of the weights (diffusers' `EMAModel`), updated after every optimizer step with
+    the warm-up decay 1 − (1 + step)^−power capped at `decay`; diffusion models are sampled from it. It is saved into
+    each checkpoint (`ema.pt`) and restored from `resume_from`, and copied into the model when training ends."""
+
+    FILE_NAME = "ema.pt"
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, power: float = 3 / 4, resume_from: str | None = None):
+        self.ema = EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, power=power)
+        if resume_from is not None:
+            path = Path(resume_from) / self.FILE_NAME
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: the checkpoint was not saved with a weight average.")
+            self.ema.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.ema.to(model.device)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.ema.step(model.parameters())
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            torch.save(self.ema.state_dict(), checkpoint / self.FILE_NAME)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.ema.copy_to(model.parameters())

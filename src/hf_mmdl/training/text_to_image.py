@@ -1,27 +1,33 @@
-"""Training a small GLIDE on the built-in one-object scenes, and scoring its samples with the scene analyser at
-several guidance scales (glide.md §6), shared by `examples/run_text_to_image.py`.
+"""Training a small GLIDE on the built-in one-object scenes, fine-tuning it for inpainting, and scoring its samples
+and edits with the scene analyser (glide.md §6), shared by `examples/run_text_to_image.py`.
 
 The proof asked of a text-to-image model: for fixed prompts, the share of samples whose object has the prompted
-colour and position, at guidance 0 (unconditional), 1 and 3, against chance (1/6 colours, 1/4 positions).
+colour and position, at guidance 0 (unconditional), 1 and 3, against chance (1/6 colours, 1/4 positions). Of the
+inpainting model: asked to repaint the object's quadrant with another colour, the share of edits with the prompted
+colour, and the largest change outside the mask (which must be none).
 """
 
+import dataclasses
 import json
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
 import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
 from ..data.scenes import COLOURS
-from ..data.text_to_image import POSITIONS, PROMPT_SHAPES, analyse_scene, load_text_to_image_scenes, scene_caption
-from ..modeling import GlideConfig, GlideModel, GlideTextConfig
-from ..pipelines import GlidePipeline, glide_scheduler
+from ..data.text_to_image import POSITIONS, PROMPT_SHAPES, analyse_scene, load_text_to_image_scenes, render_prompt_scene, scene_caption
+from ..modeling import GlideConfig, GlideModel, GlideTextConfig, inpainting_model_from
+from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideImageProcessor, GlideProcessor, train_caption_tokenizer
 from ..visualization import image_grid
-from .common import refuse_fsdp_on_cpu, resolve_checkpoint
+from .common import EMACallback, refuse_fsdp_on_cpu, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +39,19 @@ class TextToImageArguments:
     num_train_images: int = field(default=4000, metadata={"help": "Built-in one-object scenes for training."})
     guidance_scales: str = field(default="0,1,3", metadata={"help": "Comma-separated guidance scales to score."})
     num_eval_prompts: int = field(default=24, metadata={"help": "Fixed prompts sampled at every guidance scale."})
-    sampling_steps: str = field(default="25", metadata={"help": "Respacing of the evaluation sampler (e.g. 25, 100)."})
+    sampling_steps: str = field(default="100", metadata={"help": "Respacing of the evaluation sampler (e.g. 25, 100)."})
+    ema_decay: float = field(default=0.999, metadata={"help": "Cap of the weight average's decay (0 = no average)."})
+    inpaint_steps: int = field(default=600, metadata={
+        "help": "Steps fine-tuning the trained model for inpainting on randomly erased regions (§4.3); 0 = none."})
+    num_edits: int = field(default=24, metadata={"help": "Recolouring edits scored at every guidance scale."})
 
 
 @dataclass
 class TextToImageTrainingArguments(TrainingArguments):
     output_dir: str | None = field(default="outputs/glide-scenes")
-    per_device_train_batch_size: int = 12
-    learning_rate: float = 5e-4
-    max_steps: int = 3000
+    per_device_train_batch_size: int = 16
+    learning_rate: float = 6e-4
+    max_steps: int = 4000
     warmup_steps: float = 100
     lr_scheduler_type: SchedulerType | str = "cosine"
     logging_steps: float = 50
@@ -99,9 +109,88 @@ def score_guidance(pipe: GlidePipeline, prompts: list[tuple[str, str, str]], gui
     return scores, samples
 
 
+@dataclass(frozen=True)
+class EditCase:
+    """Repaint the quadrant holding a `colour` `shape` with a `new_colour` `new_shape`."""
+
+    shape: str
+    colour: str
+    position: str
+    new_shape: str
+    new_colour: str
+
+    def source(self, image_size: int) -> PIL.Image.Image:
+        return render_prompt_scene(self.shape, self.colour, self.position, image_size)
+
+    def mask(self, image_size: int) -> PIL.Image.Image:
+        """White (repaint) over the object's quadrant, black elsewhere."""
+        mask = PIL.Image.new("L", (image_size, image_size), 0)
+        cx, cy = (round(f * image_size) for f in POSITIONS[self.position])
+        half = image_size // 4
+        PIL.ImageDraw.Draw(mask).rectangle((cx - half, cy - half, cx + half - 1, cy + half - 1), fill=255)
+        return mask
+
+    @property
+    def prompt(self) -> str:
+        return scene_caption(self.new_shape, self.new_colour, self.position)
+
+
+def edit_cases(count: int, seed: int = 1) -> list[EditCase]:
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        colour = rng.choice(list(COLOURS))
+        new_colour = rng.choice([c for c in COLOURS if c != colour])
+        cases.append(EditCase(rng.choice(PROMPT_SHAPES), colour, rng.choice(list(POSITIONS)), rng.choice(PROMPT_SHAPES), new_colour))
+    return cases
+
+
+@torch.no_grad()
+def score_editing(pipe: GlideInpaintPipeline, cases: list[EditCase], guidance_scales: list[float], steps: str,
+                  seed: int = 0) -> tuple[dict, dict]:
+    """For each guidance scale: the share of edits whose object has the prompted new colour and stays in its
+    quadrant, and the largest 8-bit change of any pixel outside the mask."""
+    size = pipe.glide.config.image_size
+    sources, masks = [c.source(size) for c in cases], [c.mask(size) for c in cases]
+    outside = np.stack([np.asarray(m) == 0 for m in masks])[..., None]
+    scores, edits = {}, {}
+    for scale in guidance_scales:
+        images = pipe([c.prompt for c in cases], image=sources, mask_image=masks, guidance_scale=scale,
+                      num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)).images
+        found = [analyse_scene(image) for image in images]
+        change = np.abs(np.stack([np.asarray(i, dtype=np.int16) for i in images]) - np.stack([np.asarray(s, dtype=np.int16) for s in sources]))
+        scores[str(scale)] = {
+            "colour_accuracy": sum(f["colour"] == c.new_colour for f, c in zip(found, cases)) / len(cases),
+            "position_kept": sum(f["position"] == c.position for f, c in zip(found, cases)) / len(cases),
+            "max_change_outside_mask": int((change * outside).max()),
+            "mean_change_inside_mask": float(change[~np.broadcast_to(outside, change.shape)].mean()),
+        }
+        edits[scale] = images
+    return scores, edits
+
+
+def resume_point(training_args: TrainingArguments) -> str | None:
+    """The newest checkpoint of a later training stage when resuming was asked for; None if it has none yet."""
+    if not training_args.resume_from_checkpoint or not Path(training_args.output_dir).is_dir():
+        return None
+    return get_last_checkpoint(training_args.output_dir)
+
+
+def train_glide(model: GlideModel, args: TextToImageArguments, training_args: TrainingArguments, train_dataset,
+                collator, checkpoint: str | None) -> tuple[Trainer, dict]:
+    callbacks = [EMACallback(model, args.ema_decay, resume_from=checkpoint)] if args.ema_decay else []
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=collator, callbacks=callbacks)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return trainer, {"train_runtime_s": train_result.metrics.get("train_runtime"),
+                     "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
+
+
 def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrainingArguments) -> dict:
-    """Train a small GLIDE on the built-in scenes with the hybrid loss and caption dropout, then score samples at
-    each guidance scale; save the pipeline (`GlidePipeline.from_pretrained`), `results.json` and sample grids."""
+    """Train a small GLIDE on the built-in scenes with the hybrid loss and caption dropout, score samples at each
+    guidance scale, then fine-tune it for inpainting and score recolouring edits. Saves the text-to-image pipeline
+    in output_dir and the inpainting one in output_dir/inpaint (both `from_pretrained`-loadable), `results.json`,
+    and grids of samples per guidance scale and of edits."""
     refuse_fsdp_on_cpu(training_args)
     set_seed(training_args.seed)
     data = load_text_to_image_scenes(args.num_train_images, 8, args.image_size, seed=training_args.seed)
@@ -112,10 +201,9 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
         tokenizer, text_ctx=config.text_config.text_ctx,
     )
     model = GlideModel(config)
-    trainer = Trainer(model=model, args=training_args, train_dataset=data["train"], data_collator=CaptionedImageCollator(processor))
     logger.info("GLIDE with %.2fM parameters", model.num_parameters() / 1e6)
-    train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    collator = CaptionedImageCollator(processor)
+    trainer, training = train_glide(model, args, training_args, data["train"], collator, resolve_checkpoint(training_args))
 
     model.cpu().eval()
     pipe = GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
@@ -125,21 +213,39 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     scores, samples = score_guidance(pipe, prompts, scales, args.sampling_steps)
     results = {
         "num_parameters": model.num_parameters(),
-        "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "train_loss_first": losses[0] if losses else None,
-        "train_loss_last": losses[-1] if losses else None,
+        **training,
         "chance": {"colour_accuracy": 1 / len(COLOURS), "position_accuracy": 1 / len(POSITIONS)},
         "guidance": scores,
         "sampling_steps": args.sampling_steps,
         "prompts": [scene_caption(*p) for p in prompts],
     }
+    out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        out = Path(training_args.output_dir)
         pipe.save_pretrained(out)
         processor.save_pretrained(out / "processor")
-        (out / "results.json").write_text(json.dumps(results, indent=2))
         image_grid([samples[s][:12] for s in scales], out / "samples_by_guidance.png",
                    [f"guidance {s:g}" for s in scales], title="GLIDE samples for the same prompts and noise")
+
+    if args.inpaint_steps:
+        inpaint_args = dataclasses.replace(training_args, output_dir=str(out / "inpaint"), max_steps=args.inpaint_steps)
+        inpainter = inpainting_model_from(model).train()
+        trainer, training = train_glide(inpainter, args, inpaint_args, data["train"], collator, resume_point(inpaint_args))
+        inpainter.cpu().eval()
+        inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=tokenizer, scheduler=glide_scheduler(inpainter))
+        inpaint_pipe.set_progress_bar_config(disable=True)
+        cases = edit_cases(args.num_edits)
+        edit_scores, edits = score_editing(inpaint_pipe, cases, scales, args.sampling_steps)
+        results["inpainting"] = {**training, "chance": {"colour_accuracy": 1 / (len(COLOURS) - 1)}, "guidance": edit_scores,
+                                 "prompts": [c.prompt for c in cases]}
+        if trainer.is_world_process_zero():
+            inpaint_pipe.save_pretrained(out / "inpaint")
+            shown = cases[:12]
+            image_grid([[c.source(config.image_size) for c in shown], [c.mask(config.image_size) for c in shown]]
+                       + [edits[s][:12] for s in scales], out / "edits.png",
+                       ["source", "mask"] + [f"guidance {s:g}" for s in scales],
+                       title="GLIDE inpainting: repaint the white region as the prompt says")
+    if trainer.is_world_process_zero():
+        (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 
@@ -147,5 +253,5 @@ def main(argv: list[str] | None = None) -> dict:
     """Command line of `examples/run_text_to_image.py`."""
     args, training_args = HfArgumentParser((TextToImageArguments, TextToImageTrainingArguments)).parse_args_into_dataclasses(args=argv)
     results = run_text_to_image(args, training_args)
-    print(json.dumps(results["guidance"], indent=2))
+    print(json.dumps({"guidance": results["guidance"], "inpainting": results.get("inpainting", {}).get("guidance")}, indent=2))
     return results
