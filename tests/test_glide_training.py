@@ -1,13 +1,28 @@
 """GLIDE training on the built-in scenes: the analyser that scores samples, and the training script end to end."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file
 
 from hf_mmdl.data.scenes import BACKGROUND, COLOURS
 from hf_mmdl.data.text_to_image import POSITIONS, PROMPT_SHAPES, analyse_scene, load_text_to_image_scenes, render_prompt_scene
+from hf_mmdl.modeling import GlideModel
+from hf_mmdl.modeling.modeling_glide import GLIDE_LORA_TARGET_MODULES
 from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline
 from hf_mmdl.training.text_to_image import TextToImageArguments, TextToImageTrainingArguments, edit_cases, run_text_to_image
+
+from test_glide_modeling import tiny_glide
 
 
 def test_the_analyser_reads_colour_and_position_of_every_rendered_scene():
@@ -47,3 +62,97 @@ def test_edit_masks_cover_the_object_and_nothing_else_of_it():
         object_pixels = np.abs(source.astype(int) - BACKGROUND).sum(-1) > 0
         assert object_pixels.any() and not (object_pixels & ~mask).any()
         assert mask.mean() == 0.25 and case.new_colour != case.colour
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_text_to_image.py"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+
+
+def script(output_dir: Path, *extra: str) -> list[str]:
+    return [
+        str(SCRIPT), "--model_size", "tiny", "--image_size", "16", "--num_train_images", "96", "--num_eval_prompts", "2",
+        "--sampling_steps", "2", "--inpaint_steps", "0", "--output_dir", str(output_dir), "--logging_steps", "1",
+        "--seed", "5", "--use_cpu", "--disable_tqdm", "true", "--warmup_steps", "0", *extra,
+    ]
+
+
+def test_lora_on_the_unet_attention_trains_only_adapters_and_reloads(tmp_path):
+    base = tiny_glide()
+    frozen = {name: p.detach().clone() for name, p in base.named_parameters()}
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=GLIDE_LORA_TARGET_MODULES))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name and ".unet." in name for name in trainable)
+    assert {re.search(r"attentions\.\d+\.(.+)\.lora_", name).group(1) for name in trainable} == {
+        "to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj"}
+    generator = torch.Generator().manual_seed(0)
+    batch = {"pixel_values": torch.rand(4, 3, 16, 16, generator=generator) * 2 - 1,
+             "input_ids": torch.randint(1, 50, (4, 8), generator=generator),
+             "timesteps": torch.tensor([20, 200, 500, 900]), "noise": torch.randn(4, 3, 16, 16, generator=generator)}
+    torch.nn.init.normal_(base.unet.conv_out.weight, std=0.05)  # a trained output layer, so attention gets gradients
+    frozen["unet.conv_out.weight"] = base.unet.conv_out.weight.detach().clone()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(10):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    model.eval()
+    expected = model(**batch).model_output
+    model.save_pretrained(tmp_path)
+    fresh = GlideModel(base.config).eval()
+    fresh.load_state_dict(frozen)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
+    torch.testing.assert_close(reloaded(**batch).model_output, expected, rtol=0, atol=1e-6)
+
+
+def test_killed_training_resumes_to_the_same_weights_and_average(tmp_path):
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    steps = ["--max_steps", "24", "--save_strategy", "steps", "--save_steps", "8", "--save_total_limit", "5",
+             "--per_device_train_batch_size", "8"]
+    subprocess.run([sys.executable, *script(uninterrupted, *steps)], check=True, capture_output=True)
+    process = subprocess.Popen([sys.executable, *script(interrupted, *steps)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (interrupted / "checkpoint-16" / "ema.pt").exists():
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    subprocess.run([sys.executable, *script(interrupted, *steps, "--resume_from_checkpoint", "last")], check=True,
+                   capture_output=True)
+    resumed, full = json.loads((interrupted / "results.json").read_text()), json.loads((uninterrupted / "results.json").read_text())
+    # Timesteps, noise and caption dropout come from the RNG states saved in the checkpoint.
+    assert resumed["train_loss_last"] == pytest.approx(full["train_loss_last"], rel=1e-5)
+    # The saved model is the weight average, so this also checks the average was restored.
+    resumed_weights = load_file(interrupted / "glide" / "model.safetensors")
+    full_weights = load_file(uninterrupted / "glide" / "model.safetensors")
+    assert all((resumed_weights[k] - full_weights[k]).abs().max() < 1e-6 for k in full_weights)
+    assert resumed["guidance"] == full["guidance"]
+
+
+def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(tmp_path):
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    common = ["--max_steps", "4", "--save_strategy", "no"]
+    subprocess.run([sys.executable, *script(tmp_path / "bf16", *common, "--bf16", "--per_device_train_batch_size", "8")],
+                   check=True, capture_output=True, env=env)
+    bf16 = json.loads((tmp_path / "bf16" / "results.json").read_text())
+    assert torch.isfinite(torch.tensor([bf16["train_loss_first"], bf16["train_loss_last"]])).all()
+
+    run = subprocess.run(TORCHRUN + ["--master_port", "29543", *script(tmp_path / "two", *common, "--per_device_train_batch_size", "4")],
+                         check=True, capture_output=True, env=env, text=True)
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert torch.isfinite(torch.tensor([two["train_loss_first"], two["train_loss_last"]])).all()
+    # 2 processes × 4 images: one epoch of 96 images is 12 optimizer steps, so 4 steps are a third of it.
+    assert two["train_epochs"] == pytest.approx(4 / 12), run.stderr[-2000:]
+
+
+def test_text_to_image_command_takes_the_training_script_flags(tmp_path):
+    from hf_mmdl.cli import main
+
+    main(["text-to-image", *script(tmp_path, "--max_steps", "2")[1:]])
+    assert set(json.loads((tmp_path / "results.json").read_text())["guidance"]) == {"0.0", "1.0", "3.0"}

@@ -32,6 +32,12 @@ def autoencoder(args: argparse.Namespace) -> None:
     run_autoencoder_command(args.forwarded)
 
 
+def text_to_image(args: argparse.Namespace) -> None:
+    from .training.text_to_image import main as run_text_to_image_command
+
+    run_text_to_image_command(args.forwarded)
+
+
 def push(args: argparse.Namespace) -> None:
     from .hub import push_folder_to_hub
 
@@ -79,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     autoencoders.set_defaults(handler=autoencoder, forwards_arguments=True)
+
+    glide_training = commands.add_parser(
+        "text-to-image",
+        help="Train a small GLIDE on the built-in scenes, fine-tune it for inpainting, score samples and edits "
+        "(see `hf-mmdl text-to-image --help`).",
+        add_help=False,
+    )
+    glide_training.set_defaults(handler=text_to_image, forwards_arguments=True)
 
     conversion = commands.add_parser("convert", help="Convert an original checkpoint into a from_pretrained folder.")
     architectures = conversion.add_subparsers(dest="architecture", required=True)

@@ -260,6 +260,10 @@ class GlideDiffusion:
 
 INPAINT_CHANNELS = 4  # the masked image (3) and the mask (1), last among the UNet's inputs
 
+# peft targets for LoRA on the UNet's attention: queries, keys, values and output of the image tokens, and the
+# projections that bring the caption into every attention layer.
+GLIDE_LORA_TARGET_MODULES = r"unet\..*attentions\.\d+\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)"
+
 
 class GlidePreTrainedModel(PreTrainedModel):
     """Weight init and loading for GLIDE. The UNet keeps diffusers' init; the caption transformer its own."""

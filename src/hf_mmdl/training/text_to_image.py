@@ -182,7 +182,7 @@ def train_glide(model: GlideModel, args: TextToImageArguments, training_args: Tr
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=collator, callbacks=callbacks)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return trainer, {"train_runtime_s": train_result.metrics.get("train_runtime"),
+    return trainer, {"train_runtime_s": train_result.metrics.get("train_runtime"), "train_epochs": trainer.state.epoch,
                      "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
 
 
