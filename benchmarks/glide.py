@@ -1,6 +1,7 @@
 """GLIDE sampling cost and quality, every number measured in this run, on this machine (CPU, eval mode, no grad,
 float32). Timed rows are medians of `--repeats` rounds after one warm-up call each; a round calls every timed
-function once, so load from other processes hits them alike and the ratios within a table stay meaningful.
+function once, in an order rotated from round to round, so load from other processes hits them alike and the ratios
+within a table stay meaningful. Ratios are times, row / baseline: above 1 is slower.
 
 1. Guided sampling step vs bare UNet forward. Timed: one whole `GlidePipeline(...)` call at guidance 3 for `--steps`
    respaced steps (tokenising, caption encoding, the initial noise, the loop of doubled UNet call + guidance
@@ -10,6 +11,7 @@ function once, so load from other processes hits them alike and the ratios withi
    step relative to one doubled forward, with the pipeline's once-per-call work spread over the steps (so it is an
    upper bound that tightens with `--steps`). Goal ≤ 1.05. Both schedulers are timed: GLIDE's ancestral DDPM
    (`glide_scheduler`, the sampler a trained folder is saved with) and DPM-Solver++ (`glide_fast_scheduler`).
+   Before timing, a forward hook checks that each pipeline run makes exactly `--steps` UNet calls of the doubled batch.
 2. 25-step DPM-Solver++ vs 250-step ancestral DDPM on a trained pipeline: `score_guidance` (the training script's
    scorer: the scene analyser's colour and position accuracy) on the same `--prompts` evaluation prompts with the
    same seed at guidance 3, and the wall time of each scoring call (sampling plus the analyser, identical work for
@@ -17,10 +19,12 @@ function once, so load from other processes hits them alike and the ratios withi
    with the command that makes one, when DIR has no pipeline.
 3. `GlideModel.denoise` (extra inputs, casts, the pooled caption as class label) vs a bare diffusers
    `UNet2DConditionModel` built from the same config with the same weights, called on the same doubled batch,
-   timesteps and precomputed caption states: time ratio (denoise / bare) and the largest output difference (0).
+   timesteps and precomputed caption states, `--steps` calls per round (the rounds of part 1, which share this
+   baseline): time ratio (denoise / bare), and the largest output difference (0) next to the largest output (not 0).
 
 Parts 1 and 3 use the trained pipeline's model when `--pipeline` holds one, else a seeded random model of the
-training script's "small" config (glide.md §6, 32×32); `--quick` uses the "tiny" config at 16×16 and few steps.
+training script's "small" config (glide.md §6, 32×32); `--quick` uses the "tiny" config at 16×16 and few steps,
+a smoke run whose timings are too short to mean anything.
 
     python benchmarks/glide.py [--pipeline outputs/glide-scenes] [--batch 4] [--steps 25] [--prompts 24]
                                [--repeats 5] [--threads 2] [--output results.json]

@@ -33,8 +33,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def glide_folder(tmp_path_factory):
     """Laid out as `hf-mmdl text-to-image` saves it: the text-to-image pipeline, the inpainting one in inpaint/."""
-    # variant_pipeline's tiny models have a noisy output convolution, so samples are not all one blank image.
     folder = tmp_path_factory.mktemp("glide")
+    # variant_pipeline's tiny models have a noisy output convolution, so samples are not all one blank image.
     variant_pipeline(GlidePipeline).save_pretrained(folder)
     variant_pipeline(GlideInpaintPipeline, inpaint=True).save_pretrained(folder / "inpaint")
     return folder
@@ -151,6 +151,8 @@ def test_guidance_steps_and_sampler_are_each_used(client):
     assert not np.array_equal(reference, fast)
     np.testing.assert_array_equal(fast, generate(client, sampler="fast"))
     assert generate(client, steps="2,1", num_images=1).shape == (SHOWN, SHOWN, 3)  # counts per segment are accepted
+    defaults = client.predict(prompt="a red circle", steps=STEPS, num_images=1, api_name="/generate")
+    assert pixels(defaults).shape == (SHOWN, SHOWN, 3)  # API clients may leave out every other setting
 
 
 def test_edit_keeps_every_pixel_outside_the_painted_region(client, edit_inputs):
@@ -173,6 +175,8 @@ def test_an_opaque_black_and_white_layer_is_read_as_a_mask(client, edit_inputs):
 def test_missing_or_empty_inputs_reach_the_client_as_clear_errors(client, edit_inputs):
     with pytest.raises(AppError, match="Write a prompt first"):
         generate(client, prompt="  ")
+    with pytest.raises(AppError, match="Enter a seed: any whole number"):
+        generate(client, seed=None)
     with pytest.raises(AppError, match="Write a prompt saying what to paint"):
         edit(client, editor(edit_inputs["image"], edit_inputs["stroke"]), prompt="")
     with pytest.raises(AppError, match="Upload an image to edit first"):

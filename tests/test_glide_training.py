@@ -156,3 +156,68 @@ def test_text_to_image_command_takes_the_training_script_flags(tmp_path):
 
     main(["text-to-image", *script(tmp_path, "--max_steps", "2")[1:]])
     assert set(json.loads((tmp_path / "results.json").read_text())["guidance"]) == {"0.0", "1.0", "3.0"}
+
+
+def test_model_cards_of_the_trained_pipelines_report_their_measured_numbers(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, ModelCard
+
+    from hf_mmdl.hub import model_card, push_folder_to_hub
+
+    subprocess.run([sys.executable, *script(tmp_path, "--max_steps", "2", "--inpaint_steps", "2", "--num_edits", "2")],
+                   check=True, capture_output=True)
+    results = json.loads((tmp_path / "results.json").read_text())
+    card = model_card(tmp_path, "someone/glide-scenes")
+    text = str(card)
+    assert card.data.pipeline_tag == "text-to-image" and card.data.library_name == "diffusers" and "nichol2022glide" in text
+    colour, position = results["guidance"]["3.0"]["colour_accuracy"], results["guidance"]["3.0"]["position_accuracy"]
+    assert f"| 3.0 | {colour:.1%} | {position:.1%} |" in text and "| chance | 16.7% | 25.0% |" in text
+    assert 'GlidePipeline.from_pretrained("someone/glide-scenes")' in text and "built-in procedurally generated scenes" in text
+    inpainting = model_card(tmp_path / "inpaint", "someone/glide-inpaint")
+    assert inpainting.data.pipeline_tag == "image-to-image" and "GlideInpaintPipeline" in str(inpainting)
+    assert "largest change outside the mask" in str(inpainting)
+
+    uploaded = {}
+
+    def fake_upload_folder(self, repo_id, folder_path, commit_message, **kwargs):
+        uploaded["files"] = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
+        uploaded["card"] = ModelCard.load(Path(folder_path) / "README.md")
+        return "https://huggingface.co/someone/glide-scenes/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, private=False, exist_ok=False, **kwargs: None)
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    push_folder_to_hub(tmp_path, "someone/glide-scenes")
+    assert {"README.md", "model_index.json", "glide/config.json", "glide/model.safetensors", "scheduler/scheduler_config.json",
+            "tokenizer/tokenizer.json", "results.json", "samples_by_guidance.png"} <= set(uploaded["files"])
+    assert not any(name.startswith(("inpaint/", "checkpoint-", "processor/")) for name in uploaded["files"])
+
+
+def test_twemoji_names_train_and_are_scored_by_nearest_neighbour_retrieval(tmp_path):
+    results = run_text_to_image(
+        TextToImageArguments(dataset_name="twemoji", model_size="tiny", image_size=16, num_train_images=40,
+                             num_eval_prompts=4, sampling_steps="2"),
+        TextToImageTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                                     logging_steps=1, disable_tqdm=True, warmup_steps=0),
+    )
+    assert results["chance"] == {"retrieval_top1": 1 / 40, "retrieval_top10": 10 / 40}
+    assert all(set(s) == {"retrieval_top1", "retrieval_top10"} for s in results["guidance"].values())
+    assert "inpainting" not in results and not (tmp_path / "inpaint").exists()
+    assert len(results["prompts"]) == 4 and all(p == p.lower() for p in results["prompts"])
+
+
+def test_retrieval_scoring_finds_the_prompted_reference_and_misses_others():
+    from hf_mmdl.training.text_to_image import score_retrieval
+
+    references = [render_prompt_scene("circle", colour, "top left", 16) for colour in COLOURS]
+    names = list(COLOURS)
+
+    class Echo:  # a "pipeline" that draws exactly the reference it is asked for, or always the first
+        def __init__(self, exact):
+            self.exact = exact
+
+        def __call__(self, prompts, **kwargs):
+            return type("Out", (), {"images": [references[names.index(p) if self.exact else 0] for p in prompts]})()
+
+    exact, _ = score_retrieval(Echo(True), names, references, names, [3.0], "2")
+    constant, _ = score_retrieval(Echo(False), names, references, names, [3.0], "2")
+    assert exact["3.0"]["retrieval_top1"] == 1.0
+    assert constant["3.0"]["retrieval_top1"] == pytest.approx(1 / 6)

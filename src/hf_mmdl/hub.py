@@ -1,18 +1,21 @@
 """Sharing on the Hugging Face Hub: a generated model card and one-commit uploads of a saved folder.
 
-A folder written by the package (model + processor, and `results.json` when it came from a training run) becomes a
-Hub repository with a model card that says what the model is, cites the paper, names the training data, reports the
-measured metrics next to their baselines, and shows how to load it.
+A folder written by the package (model + processor, or a diffusers pipeline folder with `model_index.json`, and
+`results.json` when it came from a training run) becomes a Hub repository with a model card that says what the
+model is, cites the paper, names the training data, reports the measured metrics next to their baselines, and shows
+how to load it.
 """
 
+import dataclasses
 import json
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
-from transformers import AutoConfig
+from transformers import AutoConfig, PretrainedConfig
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,25 @@ AUTOENCODER_USAGE = (
     'model = AutoModel.from_pretrained("{repo_id}")\n'
     'processor = AutoProcessor.from_pretrained("{repo_id}")\n'
     "pixel_values = processor(images=[image])[\"pixel_values\"]\n"
+)
+
+def guidance_metrics_section(results: dict) -> str:
+    from .training.text_to_image import results_table
+
+    edits = ("; inpainting: scenes whose object's quadrant is masked and repainted in another colour "
+             f"({len(results['inpainting']['prompts'])} edits)") if "inpainting" in results else ""
+    scoring = ("read back by the package's deterministic scene analyser (`hf_mmdl.data.text_to_image.analyse_scene`)"
+               if results.get("dataset") == "scenes" else "matched to their nearest training image (pixel distance)")
+    return (
+        f"{len(results['prompts'])} fixed prompts about {_dataset(results)}, sampled with {results['sampling_steps']} "
+        f"ancestral steps and {scoring}{edits}.\n\n{results_table(results)}"
+    )
+
+
+GLIDE_USAGE = (
+    "```python\nimport torch\nfrom hf_mmdl.pipelines import {pipeline}, glide_fast_scheduler\n\n"
+    'pipe = {pipeline}.from_pretrained("{{repo_id}}")\n{call}\n'
+    "pipe.scheduler = glide_fast_scheduler(pipe.glide)  # deterministic DPM-Solver++, good in 25 steps\n```"
 )
 
 ARCHITECTURE_CARDS = {
@@ -175,21 +197,74 @@ ARCHITECTURE_CARDS = {
         intended_use="Research on discrete image representations and as an image tokenizer for generative models.",
         evaluation=autoencoder_metrics_section,
     ),
+    "glide": ArchitectureCard(
+        title="GLIDE text-to-image diffusion",
+        description=(
+            "GLIDE (Nichol et al., *GLIDE: Towards Photorealistic Image Generation and Editing with Text-Guided "
+            "Diffusion Models*, ICML 2022): a caption transformer whose tokens enter every attention layer of an ADM "
+            "UNet and whose pooled output joins the timestep embedding; the UNet predicts ε and a learned variance "
+            "(iDDPM's hybrid loss on the cosine schedule). 20 % of training captions are dropped, so one model samples "
+            "with classifier-free guidance. Implemented in the hf_mmdl package: the model is a transformers "
+            "`PreTrainedModel` over diffusers' UNet blocks, sampled by diffusers pipelines."
+        ),
+        citation=(
+            "@inproceedings{nichol2022glide,\n  title={GLIDE: Towards Photorealistic Image Generation and Editing with "
+            "Text-Guided Diffusion Models},\n  author={Nichol, Alexander Quinn and Dhariwal, Prafulla and Ramesh, Aditya "
+            "and Shyam, Pranav and Mishkin, Pamela and McGrew, Bob and Sutskever, Ilya and Chen, Mark},\n  "
+            "booktitle={International Conference on Machine Learning (ICML)},\n  year={2022}\n}"
+        ),
+        pipeline_tag="text-to-image",
+        tags=("text-to-image", "diffusion", "classifier-free-guidance", "glide", "hf_mmdl"),
+        usage=GLIDE_USAGE.format(pipeline="GlidePipeline", call=(
+            'image = pipe("a red circle in the top left", guidance_scale=3.0, num_inference_steps=100,\n'
+            "             generator=torch.Generator().manual_seed(0)).images[0]")),
+        limits=(
+            "Generates only what its training captions describe, at its training resolution: a model trained on the "
+            "package's built-in scenes draws one circle, square or triangle of six colours in one quadrant, nothing "
+            "else. The released GLIDE (filtered) weights convert with `hf-mmdl convert glide`; they carry the "
+            "original's filtering and its documented limits."
+        ),
+        intended_use="Research on text-conditional diffusion, guidance and image editing.",
+        evaluation=guidance_metrics_section,
+    ),
 }
+
+INPAINTING_CARD = dataclasses.replace(
+    ARCHITECTURE_CARDS["glide"],
+    title="GLIDE text-guided inpainting",
+    pipeline_tag="image-to-image",
+    tags=("inpainting", "text-guided-image-editing", "diffusion", "glide", "hf_mmdl"),
+    usage=GLIDE_USAGE.format(pipeline="GlideInpaintPipeline", call=(
+        "# mask_image: white where the prompt should repaint; every other pixel is kept\n"
+        'edited = pipe("a blue square in the top left", image=image, mask_image=mask, guidance_scale=3.0).images[0]')),
+)
+
+
+def folder_config(folder: Path) -> tuple[PretrainedConfig, bool]:
+    """The model config of a saved folder and whether the folder is a diffusers pipeline (`model_index.json`)."""
+    if (folder / "model_index.json").exists():
+        components = json.loads((folder / "model_index.json").read_text())
+        models = [name for name, value in components.items() if isinstance(value, list) and (folder / name / "config.json").exists()
+                  and json.loads((folder / name / "config.json").read_text()).get("model_type")]
+        if not models:
+            raise ValueError(f"{folder}/model_index.json names no transformers model component.")
+        return AutoConfig.from_pretrained(folder / models[0]), True
+    return AutoConfig.from_pretrained(folder), False
+
 
 def model_card(folder: str | Path, repo_id: str) -> ModelCard:
     """A model card for a folder saved by the package, filled from its config and `results.json`."""
     folder = Path(folder)
-    config = AutoConfig.from_pretrained(folder)
+    config, is_pipeline = folder_config(folder)
     if config.model_type not in ARCHITECTURE_CARDS:
         raise ValueError(f"No model card template for model_type {config.model_type!r}; known: {sorted(ARCHITECTURE_CARDS)}.")
-    arch = ARCHITECTURE_CARDS[config.model_type]
+    arch = INPAINTING_CARD if getattr(config, "inpaint", False) else ARCHITECTURE_CARDS[config.model_type]
     results_file = folder / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
     data = ModelCardData(
         language="en",
         license="apache-2.0",
-        library_name="transformers",
+        library_name="diffusers" if is_pipeline else "transformers",
         pipeline_tag=arch.pipeline_tag,
         tags=list(arch.tags),
         model_name=repo_id.split("/")[-1],
@@ -233,9 +308,12 @@ Install the package (`pip install hf_mmdl`, with the torch build of your choice 
 def push_folder_to_hub(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
                        commit_message: str = "Upload with hf_mmdl") -> str:
     """Upload a saved model + processor folder with a generated README.md in one commit; returns the commit URL.
-    Checkpoint sub-folders and optimizer states are left out."""
+    Checkpoint sub-folders and optimizer states are left out; of a pipeline folder, the component sub-folders named
+    in `model_index.json` go up too."""
     folder = Path(folder)
     card = model_card(folder, repo_id)
+    _, is_pipeline = folder_config(folder)
+    components = [name for name in json.loads((folder / "model_index.json").read_text()) if not name.startswith("_")] if is_pipeline else []
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
@@ -243,6 +321,8 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, private: bool = False, 
         for path in folder.iterdir():
             if path.is_file() and path.name != "README.md" and not path.name.startswith(("optimizer", "scheduler", "rng_state")):
                 (staged / path.name).write_bytes(path.read_bytes())
+            elif path.is_dir() and path.name in components:
+                shutil.copytree(path, staged / path.name)
         card.save(staged / "README.md")
         commit = api.upload_folder(repo_id=repo_id, folder_path=staged, commit_message=commit_message)
     return str(commit)

@@ -65,3 +65,14 @@ def analyse_scene(image: PIL.Image.Image) -> dict:
     centre = (xs.mean() / pixels.shape[1], ys.mean() / pixels.shape[0])
     position = min(POSITIONS, key=lambda name: (POSITIONS[name][0] - centre[0]) ** 2 + (POSITIONS[name][1] - centre[1]) ** 2)
     return {"colour": colour, "position": position}
+
+
+def load_twemoji_text_to_image(image_size: int = 32, limit: int | None = None) -> datasets.Dataset:
+    """Every Twemoji image (skin-tone variants left out) captioned with its name ("grinning face with big eyes"),
+    composited on white at `image_size`: a text-to-image set whose samples are scored by nearest-neighbour retrieval
+    among the same images."""
+    from .twemoji import load_twemoji_captions
+
+    splits = load_twemoji_captions(image_size=image_size, limit=limit)
+    emoji = datasets.concatenate_datasets([splits[name] for name in ("train", "validation", "test")])
+    return datasets.Dataset.from_dict({"image": emoji["image"], "caption": emoji["name"]})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageColor
 import PIL.ImageDraw
 import torch
 from diffusers import DiffusionPipeline
@@ -48,7 +49,8 @@ def one_pipeline_per_sampler(pipe: GlidePipeline) -> dict[str, GlidePipeline]:
     swapping the scheduler of a pipeline that another request may be sampling with."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     glide = pipe.glide.to(device).eval()
-    return {name: type(pipe)(glide=glide, tokenizer=pipe.tokenizer, scheduler=make(glide)) for name, make in SAMPLERS.items()}
+    return {name: type(pipe)(glide=glide, tokenizer=pipe.tokenizer, scheduler=make(glide))
+            for name, make in SAMPLERS.items()}
 
 
 def mask_from_layers(layers: list[PIL.Image.Image], size: tuple[int, int]) -> PIL.Image.Image:
@@ -77,7 +79,8 @@ def example_edit(image_size: int) -> dict:
     layer = PIL.Image.new("RGBA", image.size, (0, 0, 0, 0))
     cx, cy = (round(f * image.width) for f in POSITIONS[position])
     half = image.width // 4
-    PIL.ImageDraw.Draw(layer).rectangle((cx - half, cy - half, cx + half - 1, cy + half - 1), fill=(255, 255, 255, round(255 * BRUSH_OPACITY)))
+    stroke = (*PIL.ImageColor.getrgb(BRUSH_COLOUR), round(255 * BRUSH_OPACITY))
+    PIL.ImageDraw.Draw(layer).rectangle((cx - half, cy - half, cx + half - 1, cy + half - 1), fill=stroke)
     composite = PIL.Image.alpha_composite(image.convert("RGBA"), layer)
     return {"background": image, "layers": [layer], "composite": composite}
 
@@ -93,12 +96,14 @@ class Glide:
         if inpaint_path is not None:
             check_pipeline(inpaint_path, GlideInpaintPipeline)
         self.generators = one_pipeline_per_sampler(GlidePipeline.from_pretrained(model_path))
-        self.editors = None if inpaint_path is None else one_pipeline_per_sampler(GlideInpaintPipeline.from_pretrained(inpaint_path))
+        self.editors = None
+        if inpaint_path is not None:
+            self.editors = one_pipeline_per_sampler(GlideInpaintPipeline.from_pretrained(inpaint_path))
         self.inpaint_path = inpaint_path
 
     @property
-    def image_size(self) -> int:
-        return self.generators["ancestral"].glide.config.image_size
+    def edit_image_size(self) -> int:
+        return self.editors["ancestral"].glide.config.image_size
 
     @staticmethod
     def pick(pipelines: dict[str, GlidePipeline], sampler: str, steps: str) -> GlidePipeline:
@@ -121,7 +126,8 @@ class Glide:
         pipe = self.pick(self.generators, sampler, steps)
         generator = torch.Generator(pipe.device).manual_seed(int(seed))
         images = pipe(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-                      guidance_scale=float(guidance_scale), num_images_per_prompt=int(num_images), generator=generator).images
+                      guidance_scale=float(guidance_scale), num_images_per_prompt=int(num_images),
+                      generator=generator).images
         return tile_images(images, columns=min(int(num_images), 4))
 
     def edit(self, image: PIL.Image.Image, mask: PIL.Image.Image, prompt: str, guidance_scale: float, steps: str,
@@ -129,7 +135,7 @@ class Glide:
         """Image (as the model sees it) | region to repaint | edit, side by side; outside the region the edit is the
         image, pixel for pixel."""
         pipe = self.pick(self.editors, sampler, steps)
-        size = self.image_size
+        size = pipe.glide.config.image_size
         repaint = pipe.images_to_tensor(mask, size, mode="L") >= 0.5
         if not repaint.any():
             raise ValueError(f"The painted region covers none of the model's {size}×{size} pixels once the image is "
@@ -158,17 +164,25 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
         except ValueError as error:
             raise gr.Error(str(error)) from error
 
-    def generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images, progress=gr.Progress(track_tqdm=True)):
+    # The pipelines' tqdm step bars drive the app's progress bar: 100 steps of a large model take a while on a CPU.
+    track_steps = gr.Progress(track_tqdm=True)
+
+    def check_prompt_and_seed(prompt, seed, missing_prompt):
         if not prompt or not prompt.strip():
-            raise gr.Error("Write a prompt first (for an unconditional sample, keep any prompt and set guidance to 0).")
+            raise gr.Error(missing_prompt)
+        if seed is None:
+            raise gr.Error("Enter a seed: any whole number; the same seed gives the same images.")
+
+    def generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images, progress=track_steps):
+        check_prompt_and_seed(prompt, seed, "Write a prompt first (for an unconditional sample, keep any prompt and "
+                                            "set guidance to 0).")
         with shown_to_user():
             return glide.generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images)
 
-    def edit(editor, prompt, guidance_scale, steps, sampler, seed, progress=gr.Progress(track_tqdm=True)):
+    def edit(editor, prompt, guidance_scale, steps, sampler, seed, progress=track_steps):
         if editor is None or editor["background"] is None:
             raise gr.Error("Upload an image to edit first.")
-        if not prompt or not prompt.strip():
-            raise gr.Error("Write a prompt saying what to paint in the masked region.")
+        check_prompt_and_seed(prompt, seed, "Write a prompt saying what to paint in the masked region.")
         image = editor["background"]
         with shown_to_user():
             mask = mask_from_layers(editor["layers"], image.size)
@@ -200,7 +214,7 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
             with gr.Row():
                 with gr.Column():
                     prompt = gr.Textbox(value=EXAMPLE_PROMPTS[0], label="prompt", elem_id="prompt")
-                    negative_prompt = gr.Textbox(label="negative prompt (replaces the empty caption of guidance)")
+                    negative_prompt = gr.Textbox(value="", label="negative prompt (replaces the empty caption of guidance)")
                     guidance, steps, sampler, seed = settings(3.0, elem_prefix="generate-")
                     num_images = gr.Slider(1, 8, value=4, step=1, label="number of images")
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -213,14 +227,16 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
                 with gr.Row():
                     with gr.Column():
                         editor = gr.ImageEditor(
-                            value=example_edit(glide.image_size), type="pil", image_mode="RGBA", format="png",
+                            value=example_edit(glide.edit_image_size), type="pil", image_mode="RGBA", format="png",
                             label="image: paint over the region to repaint", elem_id="editor",
                             brush=gr.Brush(colors=[(BRUSH_COLOUR, BRUSH_OPACITY)], color_mode="fixed"),
-                            layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+                            layers=gr.LayerOptions(allow_additional_layers=False),
                         )
-                        edit_prompt = gr.Textbox(value=EXAMPLE_EDIT_PROMPT, label="prompt for the painted region", elem_id="edit-prompt")
+                        edit_prompt = gr.Textbox(value=EXAMPLE_EDIT_PROMPT, label="prompt for the painted region",
+                                                 elem_id="edit-prompt")
                         edit_settings = settings(5.0, elem_prefix="edit-")
                         button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                     edited = output_image("image (as the model sees it) | region to repaint | edit", "edited")
-                gr.on([button.click, edit_prompt.submit], edit, [editor, edit_prompt, *edit_settings], edited, api_name="edit")
+                inputs = [editor, edit_prompt, *edit_settings]
+                gr.on([button.click, edit_prompt.submit], edit, inputs, edited, api_name="edit")
     return demo

@@ -335,7 +335,7 @@ class GlideModel(GlidePreTrainedModel):
         """ε and variance logits (batch, 6, H, W) for x_t at `timesteps` given the caption (pass `text_outputs` to
         reuse an encoded caption across sampling steps)."""
         text = text_outputs if text_outputs is not None else self.encode_text(input_ids, attention_mask)
-        hidden = text.last_hidden_state.to(self.unet.dtype)
+        hidden = text.last_hidden_state.to(self.unet.conv_in.weight.dtype)  # not unet.dtype, which walks every module
         return self.unet(
             self.extra_inputs(sample, low_res, inpaint_image, inpaint_mask),
             timesteps,

@@ -22,7 +22,15 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
 from ..data.scenes import COLOURS
-from ..data.text_to_image import POSITIONS, PROMPT_SHAPES, analyse_scene, load_text_to_image_scenes, render_prompt_scene, scene_caption
+from ..data.text_to_image import (
+    POSITIONS,
+    PROMPT_SHAPES,
+    analyse_scene,
+    load_text_to_image_scenes,
+    load_twemoji_text_to_image,
+    render_prompt_scene,
+    scene_caption,
+)
 from ..modeling import GlideConfig, GlideModel, GlideTextConfig, inpainting_model_from
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideImageProcessor, GlideProcessor, train_caption_tokenizer
@@ -34,15 +42,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TextToImageArguments:
+    dataset_name: str = field(default="scenes", metadata={
+        "help": "'scenes' (one-object scenes scored by the analyser, then the inpainting fine-tune) or 'twemoji' "
+                "(emoji names, samples scored by nearest-neighbour retrieval among the emoji)."})
     model_size: str = field(default="small", metadata={"help": "'tiny' (tests) or 'small' (glide.md §6, CPU)."})
     image_size: int = field(default=32, metadata={"help": "Side of the training images."})
-    num_train_images: int = field(default=4000, metadata={"help": "Built-in one-object scenes for training."})
+    num_train_images: int = field(default=4000, metadata={"help": "Built-in scenes for training (at most that many emoji)."})
     guidance_scales: str = field(default="0,1,3", metadata={"help": "Comma-separated guidance scales to score."})
     num_eval_prompts: int = field(default=24, metadata={"help": "Fixed prompts sampled at every guidance scale."})
     sampling_steps: str = field(default="100", metadata={"help": "Respacing of the evaluation sampler (e.g. 25, 100)."})
     ema_decay: float = field(default=0.999, metadata={"help": "Cap of the weight average's decay (0 = no average)."})
     inpaint_steps: int = field(default=600, metadata={
-        "help": "Steps fine-tuning the trained model for inpainting on randomly erased regions (§4.3); 0 = none."})
+        "help": "Steps fine-tuning the trained model for inpainting on randomly erased regions (§4.3), scored on "
+                "scene edits; 0 = none (scenes only)."})
     num_edits: int = field(default=24, metadata={"help": "Recolouring edits scored at every guidance scale."})
 
 
@@ -105,6 +117,26 @@ def score_guidance(pipe: GlidePipeline, prompts: list[tuple[str, str, str]], gui
             "colour_accuracy": sum(f["colour"] == c for f, (_, c, _) in zip(found, prompts)) / len(prompts),
             "position_accuracy": sum(f["position"] == p for f, (_, _, p) in zip(found, prompts)) / len(prompts),
         }
+        samples[scale] = images
+    return scores, samples
+
+
+@torch.no_grad()
+def score_retrieval(pipe: GlidePipeline, names: list[str], references: list[PIL.Image.Image], reference_names: list[str],
+                    guidance_scales: list[float], steps: str, seed: int = 0) -> tuple[dict, dict]:
+    """For emoji-name prompts: the share of samples whose nearest reference image (pixel L2) is the prompted emoji,
+    and whose 10 nearest include it, at each guidance scale (same noise for every scale)."""
+    def flat(images):
+        return np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) / 255 for image in images]).reshape(len(images), -1)
+
+    refs = flat(references)
+    wanted = np.array([reference_names.index(name) for name in names])
+    scores, samples = {}, {}
+    for scale in guidance_scales:
+        images = pipe(names, guidance_scale=scale, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)).images
+        distances = ((flat(images)[:, None] - refs[None]) ** 2).sum(-1)
+        ranks = (distances < distances[np.arange(len(names)), wanted][:, None]).sum(1)
+        scores[str(scale)] = {"retrieval_top1": float((ranks == 0).mean()), "retrieval_top10": float((ranks < 10).mean())}
         samples[scale] = images
     return scores, samples
 
@@ -192,9 +224,14 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     in output_dir and the inpainting one in output_dir/inpaint (both `from_pretrained`-loadable), `results.json`,
     and grids of samples per guidance scale and of edits."""
     refuse_fsdp_on_cpu(training_args)
+    if args.dataset_name not in ("scenes", "twemoji"):
+        raise ValueError(f"dataset_name must be 'scenes' or 'twemoji', got {args.dataset_name!r}.")
     set_seed(training_args.seed)
-    data = load_text_to_image_scenes(args.num_train_images, 8, args.image_size, seed=training_args.seed)
-    tokenizer = train_caption_tokenizer(data["train"]["caption"], min_count=1)
+    if args.dataset_name == "scenes":
+        train_dataset = load_text_to_image_scenes(args.num_train_images, 8, args.image_size, seed=training_args.seed)["train"]
+    else:
+        train_dataset = load_twemoji_text_to_image(args.image_size, limit=args.num_train_images)
+    tokenizer = train_caption_tokenizer(train_dataset["caption"], min_count=1)
     config = glide_config_for(args.model_size, len(tokenizer), tokenizer.pad_token_id, args.image_size)
     processor = GlideProcessor(
         GlideImageProcessor(size={"shortest_edge": args.image_size}, crop_size={"height": args.image_size, "width": args.image_size}),
@@ -203,21 +240,31 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     model = GlideModel(config)
     logger.info("GLIDE with %.2fM parameters", model.num_parameters() / 1e6)
     collator = CaptionedImageCollator(processor)
-    trainer, training = train_glide(model, args, training_args, data["train"], collator, resolve_checkpoint(training_args))
+    trainer, training = train_glide(model, args, training_args, train_dataset, collator, resolve_checkpoint(training_args))
 
     model.cpu().eval()
     pipe = GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
     pipe.set_progress_bar_config(disable=True)
-    prompts = evaluation_prompts(args.num_eval_prompts)
     scales = [float(s) for s in args.guidance_scales.split(",")]
-    scores, samples = score_guidance(pipe, prompts, scales, args.sampling_steps)
+    if args.dataset_name == "scenes":
+        scene_prompts = evaluation_prompts(args.num_eval_prompts)
+        prompts = [scene_caption(*p) for p in scene_prompts]
+        scores, samples = score_guidance(pipe, scene_prompts, scales, args.sampling_steps)
+        chance = {"colour_accuracy": 1 / len(COLOURS), "position_accuracy": 1 / len(POSITIONS)}
+    else:
+        names = train_dataset["caption"]
+        prompts = random.Random(0).sample(names, min(args.num_eval_prompts, len(names)))
+        scores, samples = score_retrieval(pipe, prompts, train_dataset["image"], names, scales, args.sampling_steps)
+        chance = {"retrieval_top1": 1 / len(names), "retrieval_top10": min(1.0, 10 / len(names))}
     results = {
         "num_parameters": model.num_parameters(),
+        "dataset": args.dataset_name,
+        "image_size": args.image_size,
         **training,
-        "chance": {"colour_accuracy": 1 / len(COLOURS), "position_accuracy": 1 / len(POSITIONS)},
+        "chance": chance,
         "guidance": scores,
         "sampling_steps": args.sampling_steps,
-        "prompts": [scene_caption(*p) for p in prompts],
+        "prompts": prompts,
     }
     out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
@@ -226,10 +273,11 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
         image_grid([samples[s][:12] for s in scales], out / "samples_by_guidance.png",
                    [f"guidance {s:g}" for s in scales], title="GLIDE samples for the same prompts and noise")
 
-    if args.inpaint_steps:
+    fine_tune_inpainting = bool(args.inpaint_steps) and args.dataset_name == "scenes"
+    if fine_tune_inpainting:
         inpaint_args = dataclasses.replace(training_args, output_dir=str(out / "inpaint"), max_steps=args.inpaint_steps)
         inpainter = inpainting_model_from(model).train()
-        trainer, training = train_glide(inpainter, args, inpaint_args, data["train"], collator, resume_point(inpaint_args))
+        trainer, training = train_glide(inpainter, args, inpaint_args, train_dataset, collator, resume_point(inpaint_args))
         inpainter.cpu().eval()
         inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=tokenizer, scheduler=glide_scheduler(inpainter))
         inpaint_pipe.set_progress_bar_config(disable=True)
@@ -245,13 +293,38 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
                        ["source", "mask"] + [f"guidance {s:g}" for s in scales],
                        title="GLIDE inpainting: repaint the white region as the prompt says")
     if trainer.is_world_process_zero():
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        for folder in [out, out / "inpaint"] if fine_tune_inpainting else [out]:
+            (folder / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+METRIC_LABELS = {
+    "colour_accuracy": "colour accuracy",
+    "position_accuracy": "position accuracy",
+    "retrieval_top1": "nearest emoji is the prompted one",
+    "retrieval_top10": "prompted emoji among the 10 nearest",
+}
+
+
+def results_table(results: dict) -> str:
+    """Markdown: the sample scores per guidance scale against chance, and the inpainting edits."""
+    metrics = list(results["chance"])
+    lines = ["| samples at guidance | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines += [f"| {scale} | " + " | ".join(f"{s[m]:.1%}" for m in metrics) + " |" for scale, s in results["guidance"].items()]
+    lines.append("| chance | " + " | ".join(f"{results['chance'][m]:.1%}" for m in metrics) + " |")
+    if "inpainting" in results:
+        edits = results["inpainting"]
+        lines += ["", "| edits at guidance | prompted colour | object kept in its quadrant | largest change outside the mask |",
+                  "|---|---|---|---|"]
+        lines += [f"| {scale} | {s['colour_accuracy']:.1%} | {s['position_kept']:.1%} | {s['max_change_outside_mask']} |"
+                  for scale, s in edits["guidance"].items()]
+        lines.append(f"| chance | {edits['chance']['colour_accuracy']:.1%} | | |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Command line of `examples/run_text_to_image.py`."""
     args, training_args = HfArgumentParser((TextToImageArguments, TextToImageTrainingArguments)).parse_args_into_dataclasses(args=argv)
     results = run_text_to_image(args, training_args)
-    print(json.dumps({"guidance": results["guidance"], "inpainting": results.get("inpainting", {}).get("guidance")}, indent=2))
+    print(results_table(results))
     return results
