@@ -140,3 +140,18 @@ def test_each_pipeline_refuses_the_wrong_model_variant(pipe):
     inpainting = variant_pipeline(GlidePipeline, inpaint=True)
     with pytest.raises(ValueError, match="use GlideInpaintPipeline or GlideUpsamplePipeline"):
         inpainting("a red circle")
+
+
+def test_bad_guidance_and_edit_inputs_are_named(pipe):
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number ≥ 0"):
+        pipe("a red circle", guidance_scale=-1.0, num_inference_steps=2)
+    with pytest.raises(ValueError, match="Cannot take"):
+        pipe("a red circle", num_inference_steps="2000")
+    editor = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    image, mask = PIL.Image.new("RGB", (16, 16)), PIL.Image.new("L", (16, 16), 255)
+    with pytest.raises(ValueError, match="Got 2 images but 1 masks"):
+        editor(["a", "b"], image=[image, image], mask_image=[mask], num_inference_steps=2)
+    with pytest.raises(ValueError, match="Got 3 images for 2 prompts"):
+        editor(["a", "b"], image=[image] * 3, mask_image=[mask] * 3, num_inference_steps=2)

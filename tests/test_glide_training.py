@@ -221,3 +221,15 @@ def test_retrieval_scoring_finds_the_prompted_reference_and_misses_others():
     constant, _ = score_retrieval(Echo(False), names, references, names, [3.0], "2")
     assert exact["3.0"]["retrieval_top1"] == 1.0
     assert constant["3.0"]["retrieval_top1"] == pytest.approx(1 / 6)
+
+
+def test_bad_training_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="dataset_name must be 'scenes' or 'twemoji'"):
+        run_text_to_image(TextToImageArguments(dataset_name="coco"), TextToImageTrainingArguments(output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="model_size must be one of"):
+        run_text_to_image(TextToImageArguments(model_size="huge", num_train_images=4),
+                          TextToImageTrainingArguments(output_dir=str(tmp_path)))
+    (tmp_path / "checkpoint-4").mkdir()
+    with pytest.raises(FileNotFoundError, match="ema.pt is missing"):
+        run_text_to_image(TextToImageArguments(model_size="tiny", image_size=16, num_train_images=4),
+                          TextToImageTrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint="last"))
