@@ -233,3 +233,16 @@ def test_bad_training_arguments_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="ema.pt is missing"):
         run_text_to_image(TextToImageArguments(model_size="tiny", image_size=16, num_train_images=4),
                           TextToImageTrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint="last"))
+
+
+def test_the_weight_average_follows_its_warm_up_decay_and_ends_in_the_model():
+    from hf_mmdl.training import EMACallback
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    callback = EMACallback(model, decay=0.999, power=1.0)
+    for value in (1.0, 2.0):
+        model.weight.data.fill_(value)
+        callback.on_step_end(None, None, None, model=model)
+    # decay at update k is 1 − k^−power: the first update copies, the second averages half and half.
+    callback.on_train_end(None, None, None, model=model)
+    assert model.weight.detach().tolist() == [[1.5, 1.5]]
