@@ -201,6 +201,16 @@ def score_editing(pipe: GlideInpaintPipeline, cases: list[EditCase], guidance_sc
     return scores, edits
 
 
+def save_edit_grid(cases: list[EditCase], edits: dict[float, list[PIL.Image.Image]], image_size: int, path: Path) -> Path:
+    """Sources, the same with the region to repaint in grey, and the edits per guidance scale, one case per column."""
+    grey = PIL.Image.new("RGB", (image_size, image_size), (128, 128, 128))
+    sources = [c.source(image_size) for c in cases]
+    masked = [PIL.Image.composite(grey, source, c.mask(image_size)) for c, source in zip(cases, sources)]
+    return image_grid([sources, masked] + list(edits.values()), path,
+                      ["source", "repaint (grey)"] + [f"guidance {s:g}" for s in edits],
+                      title="GLIDE inpainting: the grey region repainted as each column's prompt says")
+
+
 def resume_point(training_args: TrainingArguments) -> str | None:
     """The newest checkpoint of a later training stage when resuming was asked for; None if it has none yet."""
     if not training_args.resume_from_checkpoint or not Path(training_args.output_dir).is_dir():
@@ -288,10 +298,7 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
         if trainer.is_world_process_zero():
             inpaint_pipe.save_pretrained(out / "inpaint")
             shown = cases[:12]
-            image_grid([[c.source(config.image_size) for c in shown], [c.mask(config.image_size) for c in shown]]
-                       + [edits[s][:12] for s in scales], out / "edits.png",
-                       ["source", "mask"] + [f"guidance {s:g}" for s in scales],
-                       title="GLIDE inpainting: repaint the white region as the prompt says")
+            save_edit_grid(shown, {s: edits[s][:12] for s in scales}, config.image_size, out / "edits.png")
     if trainer.is_world_process_zero():
         for folder in [out, out / "inpaint"] if fine_tune_inpainting else [out]:
             (folder / "results.json").write_text(json.dumps(results, indent=2))
