@@ -246,3 +246,15 @@ def test_the_weight_average_follows_its_warm_up_decay_and_ends_in_the_model():
     # decay at update k is 1 − k^−power: the first update copies, the second averages half and half.
     callback.on_train_end(None, None, None, model=model)
     assert model.weight.detach().tolist() == [[1.5, 1.5]]
+
+
+def test_the_inpainting_stage_resumes_from_its_own_newest_checkpoint(tmp_path):
+    from hf_mmdl.training.text_to_image import resume_point
+
+    stage = tmp_path / "inpaint"
+    resuming = TextToImageTrainingArguments(output_dir=str(stage), resume_from_checkpoint="last")
+    assert resume_point(resuming) is None  # the stage has not started yet: it starts afresh
+    (stage / "checkpoint-200").mkdir(parents=True)
+    (stage / "checkpoint-400").mkdir()
+    assert resume_point(resuming) == str(stage / "checkpoint-400")
+    assert resume_point(TextToImageTrainingArguments(output_dir=str(stage))) is None
