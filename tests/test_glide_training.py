@@ -258,3 +258,11 @@ def test_the_inpainting_stage_resumes_from_its_own_newest_checkpoint(tmp_path):
     (stage / "checkpoint-400").mkdir()
     assert resume_point(resuming) == str(stage / "checkpoint-400")
     assert resume_point(TextToImageTrainingArguments(output_dir=str(stage))) is None
+
+
+def test_the_deep_small_size_attends_at_8_and_4_pixels_on_32_pixel_images():
+    from hf_mmdl.training.text_to_image import glide_config_for
+
+    shallow, deep = (glide_config_for(size, vocab_size=20, pad_token_id=1, image_size=32) for size in ("small", "small-deep"))
+    assert shallow.channel_mult == (1, 2, 2) and shallow.attention_resolutions == (8,)
+    assert deep.channel_mult == (1, 2, 2, 2) and deep.attention_resolutions == (8, 4)

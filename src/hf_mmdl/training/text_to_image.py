@@ -45,7 +45,8 @@ class TextToImageArguments:
     dataset_name: str = field(default="scenes", metadata={
         "help": "'scenes' (one-object scenes scored by the analyser, then the inpainting fine-tune) or 'twemoji' "
                 "(emoji names, samples scored by nearest-neighbour retrieval among the emoji)."})
-    model_size: str = field(default="small", metadata={"help": "'tiny' (tests) or 'small' (glide.md §6, CPU)."})
+    model_size: str = field(default="small", metadata={
+        "help": "'tiny' (tests), 'small' (glide.md §6, CPU) or 'small-deep' (one more level, 4×4)."})
     image_size: int = field(default=32, metadata={"help": "Side of the training images."})
     num_train_images: int = field(default=4000, metadata={"help": "Built-in scenes for training (at most that many emoji)."})
     guidance_scales: str = field(default="0,1,3", metadata={"help": "Comma-separated guidance scales to score."})
@@ -76,17 +77,22 @@ class TextToImageTrainingArguments(TrainingArguments):
 
 
 def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12) -> GlideConfig:
-    """glide.md §6: 'small' = C 32, mult (1, 2, 2), 1 res block, attention at 8×8 and the middle, text 128 × 2."""
+    """glide.md §6: 'small' = C 32, mult (1, 2, 2), 1 res block, attention at 8×8 and the middle, text 128 × 2.
+    'small-deep' adds a 4×4 level (attention at 8×8, 4×4 and the middle): ADM's attention has no position encoding,
+    so where an object belongs reaches the attention layers only through the convolutions' zero padding, and the
+    deeper level lets every position see the image border."""
+    small_text = dict(width=128, num_layers=2, num_attention_heads=4)
     sizes = {
-        "small": (dict(width=128, num_layers=2, num_attention_heads=4), dict(model_channels=32, channel_mult=(1, 2, 2))),
-        "tiny": (dict(width=32, num_layers=1, num_attention_heads=2), dict(model_channels=32, channel_mult=(1, 2))),
+        "small": (small_text, dict(model_channels=32, channel_mult=(1, 2, 2)), (4,)),
+        "small-deep": (small_text, dict(model_channels=32, channel_mult=(1, 2, 2, 2)), (4, 8)),
+        "tiny": (dict(width=32, num_layers=1, num_attention_heads=2), dict(model_channels=32, channel_mult=(1, 2)), (2,)),
     }
     if size not in sizes:
         raise ValueError(f"model_size must be one of {sorted(sizes)}, got {size!r}.")
-    text, unet = sizes[size]
+    text, unet, attention_downsampling = sizes[size]
     text_config = GlideTextConfig(vocab_size=vocab_size, text_ctx=text_ctx, pad_token_id=pad_token_id, **text)
     return GlideConfig(text_config=text_config, image_size=image_size, num_res_blocks=1,
-                       attention_resolutions=(image_size // 2 ** (len(unet["channel_mult"]) - 1),),
+                       attention_resolutions=tuple(image_size // d for d in attention_downsampling),
                        num_head_channels=32, dropout=0.0, **unet)
 
 
