@@ -7,7 +7,6 @@ resampling and sent to the browser as PNG: pixels stay crisp, not smoothed or co
 
 import colorsys
 import math
-from contextlib import contextmanager
 
 import PIL.Image
 import PIL.ImageDraw
@@ -15,6 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from ..visualization import load_font
+from . import shown_to_user
 from .m2 import example_scene
 
 MODEL_TYPES = ("image_vae", "dvae")
@@ -116,14 +116,6 @@ def build_demo(model_path: str):
     import gradio as gr
 
     autoencoder = Autoencoder(model_path)
-
-    @contextmanager
-    def shown_to_user():
-        """The models' and processor's ValueErrors (wrong image size, bad settings) as messages in the app."""
-        try:
-            yield
-        except ValueError as error:
-            raise gr.Error(str(error)) from error
 
     def reconstruct(image):
         if image is None:

@@ -5,7 +5,6 @@ Like the autoencoder demo, images are shown enlarged by a whole factor with NEAR
 the small (32×32 or 64×64) samples keep their hard pixel edges.
 """
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from diffusers import DiffusionPipeline
 
 from ..data.text_to_image import POSITIONS, render_prompt_scene, scene_caption
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
+from . import shown_to_user
 from .autoencoders import tile_images, upscale
 
 SAMPLERS = {"ancestral": glide_scheduler, "fast": glide_fast_scheduler}
@@ -155,14 +155,6 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
     import gradio as gr
 
     glide = Glide(model_path, inpaint_path)
-
-    @contextmanager
-    def shown_to_user():
-        """The pipelines' and the demo's ValueErrors (bad steps, empty mask, mismatched layers) as messages in the app."""
-        try:
-            yield
-        except ValueError as error:
-            raise gr.Error(str(error)) from error
 
     # The pipelines' tqdm step bars drive the app's progress bar: 100 steps of a large model take a while on a CPU.
     track_steps = gr.Progress(track_tqdm=True)
