@@ -59,7 +59,9 @@ def kl_to_uniform_prior(logits: torch.Tensor) -> torch.Tensor:
 
 def gumbel_softmax(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """softmax((ℓ + g)/τ) over dim 1 with g = −ln(−ln u), u ~ U(0, 1): the relaxed one-hot, soft in both passes."""
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    # Drawn on the generator's device, so a CPU generator gives the same noise on any device.
+    device = generator.device if generator is not None else logits.device
+    uniform = torch.rand(logits.shape, generator=generator, device=device, dtype=torch.float32).to(logits.device)
     gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-10))).clamp_min(1e-10))
     return F.softmax((logits.float() + gumbel) / temperature, dim=1).to(logits.dtype)
 

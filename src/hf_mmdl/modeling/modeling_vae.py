@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import Decoder, DiagonalGaussianDistribution, Encoder
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -307,7 +308,7 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
             raise ValueError(f"num_images must be ≥ 1, got {num_images}.")
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0, got {temperature}.")
-        z = torch.randn((num_images, *self.latent_shape), generator=generator, device=self.device, dtype=self.dtype)
+        z = randn_tensor((num_images, *self.latent_shape), generator=generator, device=self.device, dtype=self.dtype)
         return ((self.decode(temperature * z).sample + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_glide import GlideModel
@@ -102,15 +103,19 @@ class GlidePipeline(DiffusionPipeline):
 
         size = self.glide.config.image_size
         shape = (len(prompts), 3, size, size)
-        sample = noise_scale * torch.randn(shape, generator=generator, device=self.device, dtype=self.glide.dtype)
+        # The sampling state stays float32 whatever the model's precision: GLIDE's x₀ = (x_t − σε)/α at t ≈ T divides
+        # by α ≈ 1e-4, which overflows float16. randn_tensor draws on the generator's device, so a CPU generator
+        # gives the same noise (and images) on any device and in any precision.
+        sample = noise_scale * randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        model_dtype = self.glide.unet.conv_in.weight.dtype
         timesteps = respaced_timesteps(self.scheduler.config.num_train_timesteps, num_inference_steps)
         self.scheduler.set_timesteps(timesteps=timesteps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([sample, sample]) if guided else sample
-            output = self.glide.denoise(model_input, t.expand(len(model_input)), input_ids, mask, text_outputs=text, **doubled)
+            model_input = (torch.cat([sample, sample]) if guided else sample).to(model_dtype)
+            output = self.glide.denoise(model_input, t.expand(len(model_input)), input_ids, mask, text_outputs=text, **doubled).float()
             output = guided_model_output(output, guidance_scale) if guided else output
             if "inpaint_mask" in conditions:
-                output = self.paste_known_pixels(output, sample, t, conditions["inpaint_image"], conditions["inpaint_mask"])
+                output = self.paste_known_pixels(output, sample, t, conditions["inpaint_image"].float(), conditions["inpaint_mask"].float())
             sample = self.scheduler.step(output, t, sample, generator=generator).prev_sample
         return sample
 
@@ -188,7 +193,7 @@ class GlideInpaintPipeline(GlidePipeline):
         images, known = images.repeat_interleave(repeats, 0), (masks < 0.5).to(images.dtype).repeat_interleave(repeats, 0)
         sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator,
                                      inpaint_image=images, inpaint_mask=known)
-        sample = known * images + (1 - known) * sample
+        sample = torch.where(known.bool(), images.float(), sample)
         return self.to_output(sample, output_type, return_dict)
 
 

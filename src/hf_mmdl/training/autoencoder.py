@@ -190,7 +190,7 @@ def evaluate_autoencoder(model, processor, pixel_values: torch.Tensor, mean_imag
     else:
         # An unbiased ELBO estimate needs a posterior sample and, for a density, dequantised 8-bit pixels.
         bits = [
-            model(batch + torch.rand(batch.shape, generator=generator) * (2 / 256), sample_posterior=True,
+            model(batch + torch.rand(batch.shape, generator=generator).to(batch.device) * (2 / 256), sample_posterior=True,
                   generator=generator).bits_per_dim
             for batch in _batches(pixel_values, batch_size)
         ]
