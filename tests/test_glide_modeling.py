@@ -193,3 +193,33 @@ def test_bf16_autocast_on_cpu(batch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(**batch, timesteps=torch.tensor([10, 500]))
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_training_target_gives_back_x0_for_either_prediction_type(prediction_type):
+    diffusion = GlideDiffusion(1000, "squaredcos_cap_v2", prediction_type)
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1, torch.randn(4, 3, 8, 8, generator=generator)
+    timesteps = torch.tensor([0, 300, 700, 990])
+    x_t = diffusion.add_noise(x0, noise, timesteps)
+    perfect = diffusion.training_target(x0, noise, timesteps)
+    torch.testing.assert_close(diffusion.predicted_x0(perfect, x_t, timesteps), x0, atol=2e-3, rtol=0)
+    if prediction_type == "epsilon":
+        torch.testing.assert_close(perfect, noise)
+
+
+def test_v_prediction_learns_a_fixed_batch_and_is_refused_when_unknown(batch):
+    model = tiny_glide(prediction_type="v_prediction")
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    timesteps, noise = torch.tensor([100, 900]), torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    losses = []
+    for _ in range(30):
+        loss = model(**batch, timesteps=timesteps, noise=noise).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        tiny_config(prediction_type="sample")

@@ -122,6 +122,24 @@ def test_inpainting_keeps_every_pixel_outside_the_mask():
     assert np.abs(edited[~outside] - original[~outside]).mean() > 0.05
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_each_inpainting_step_predicts_the_known_pixels_exactly(prediction_type):
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True, prediction_type=prediction_type)
+    generator = torch.Generator().manual_seed(0)
+    output, sample = torch.randn(1, 6, 16, 16, generator=generator), torch.randn(1, 3, 16, 16, generator=generator)
+    image, known = torch.rand(1, 3, 16, 16, generator=generator) * 2 - 1, torch.zeros(1, 1, 16, 16)
+    known[..., :8] = 1
+    t = torch.tensor(400)
+    pasted = pipe.paste_known_pixels(output, sample, t, image, known)
+    x0 = pipe.glide.diffusion.predicted_x0(pasted[:, :3], sample, t[None])
+    torch.testing.assert_close(x0[..., :8], image[..., :8], atol=1e-4, rtol=0)
+    torch.testing.assert_close(x0[..., 8:], pipe.glide.diffusion.predicted_x0(output[:, :3], sample, t[None])[..., 8:], atol=1e-4, rtol=0)
+    torch.testing.assert_close(pasted[:, 3:], output[:, 3:])
+    assert pipe.scheduler.config.prediction_type == prediction_type
+
+
 def test_upsampling_turns_a_low_resolution_image_into_the_model_size():
     from hf_mmdl.pipelines import GlideUpsamplePipeline
 

@@ -5,6 +5,7 @@ from transformers import PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 NOISE_SCHEDULES = ("squaredcos_cap_v2", "linear")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 class GlideTextConfig(PretrainedConfig):
@@ -66,6 +67,11 @@ class GlideConfig(PretrainedConfig):
             (GLIDE: 64 → 256, factor 4).
         num_train_timesteps (`int`): T of the diffusion.
         noise_schedule (`str`): `"squaredcos_cap_v2"` (cosine, iDDPM Eq. 17; base) or `"linear"` (upsampler).
+        prediction_type (`str`): What the UNet's first three output channels predict: `"epsilon"`, the noise ε
+            (GLIDE, and every released checkpoint), or `"v_prediction"`, v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho 2022,
+            §4). L_simple is the MSE of that prediction. With ε, an x₀ error δ costs SNR·δ², next to nothing at high
+            noise, where the cosine schedule's first sampling steps decide background and layout; v weighs it by
+            SNR + 1, which a small model trained briefly needs (README: GLIDE, measured).
         vlb_weight (`float`): λ of the hybrid loss L_simple + λ·L_vlb (iDDPM Eq. 16).
         caption_dropout (`float`): Share of training captions replaced by the empty caption, for classifier-free
             guidance (§4.2).
@@ -87,6 +93,7 @@ class GlideConfig(PretrainedConfig):
     upsample_factor: int = 4
     num_train_timesteps: int = 1000
     noise_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
     vlb_weight: float = 0.001
     caption_dropout: float = 0.2
 
@@ -95,6 +102,8 @@ class GlideConfig(PretrainedConfig):
         self.attention_resolutions = tuple(self.attention_resolutions)
         if self.noise_schedule not in NOISE_SCHEDULES:
             raise ValueError(f"noise_schedule must be one of {NOISE_SCHEDULES}, got {self.noise_schedule!r}.")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}.")
         if self.image_size % 2 ** (len(self.channel_mult) - 1):
             raise ValueError(
                 f"image_size ({self.image_size}) must be divisible by 2^{len(self.channel_mult) - 1} for "

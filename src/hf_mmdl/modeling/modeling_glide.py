@@ -125,7 +125,7 @@ class GlideOutput(ModelOutput):
         loss (`torch.FloatTensor`): The hybrid loss L_simple + λ·L_vlb (iDDPM Eq. 16) on sampled timesteps.
         model_output (`torch.FloatTensor` of shape `(batch, 6, height, width)`): ε (channels 0-2) and the variance
             interpolation v = (r + 1)/2 logits r (channels 3-5).
-        mse (`torch.FloatTensor`): L_simple, the per-pixel mean squared error of ε.
+        mse (`torch.FloatTensor`): L_simple, the per-pixel mean squared error of the prediction (ε or v).
         vlb (`torch.FloatTensor`): The sampled step's variational bound term in bits per dimension.
         timesteps (`torch.LongTensor` of shape `(batch,)`): The timesteps the loss was taken at.
     """
@@ -209,7 +209,8 @@ class GlideDiffusion:
     marginals (DDPM Eq. 4), the posterior q(x_{t−1}|x_t, x_0) and the learned-range variance (iDDPM Eq. 15).
     Fixed tables derived from the config, so they are neither parameters nor saved."""
 
-    def __init__(self, num_train_timesteps: int, noise_schedule: str):
+    def __init__(self, num_train_timesteps: int, noise_schedule: str, prediction_type: str = "epsilon"):
+        self.prediction_type = prediction_type
         with torch.device("cpu"):  # real numbers even when the model is built on the meta device by from_pretrained
             self._build_tables(num_train_timesteps, noise_schedule)
 
@@ -238,6 +239,20 @@ class GlideDiffusion:
         abar = self._at(self.alphas_cumprod, timesteps)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.LongTensor) -> torch.Tensor:
+        """What L_simple regresses the UNet's first three channels on: ε, or v = √ᾱ·ε − √(1−ᾱ)·x₀."""
+        if self.prediction_type == "epsilon":
+            return noise
+        abar = self._at(self.alphas_cumprod, timesteps)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def predicted_x0(self, prediction: torch.Tensor, x_t: torch.Tensor, timesteps: torch.LongTensor) -> torch.Tensor:
+        """x̂₀ from the UNet's prediction: (x_t − √(1−ᾱ)·ε̂)/√ᾱ (DDPM Eq. 4 solved for x₀), or √ᾱ·x_t − √(1−ᾱ)·v̂."""
+        abar = self._at(self.alphas_cumprod, timesteps)
+        if self.prediction_type == "epsilon":
+            return (x_t - (1 - abar).sqrt() * prediction) / abar.sqrt()
+        return abar.sqrt() * x_t - (1 - abar).sqrt() * prediction
+
     def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, timesteps: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self._at(self.posterior_mean_coef_x0, timesteps) * x0 + self._at(self.posterior_mean_coef_xt, timesteps) * x_t
         return mean, self._at(self.posterior_log_variance, timesteps)
@@ -246,9 +261,8 @@ class GlideDiffusion:
         """The sampled step's term of L_vlb per image, in bits per dimension: KL(q(x_{t−1}|x_t,x_0) ‖ p(x_{t−1}|x_t))
         for t > 0 and the discretised decoder NLL at t = 0. The mean enters with a stop-gradient (iDDPM §3.1), so
         this term trains only the variance."""
-        eps, v_logits = model_output.float().chunk(2, dim=1)
-        abar = self._at(self.alphas_cumprod, timesteps)
-        x0_pred = (x_t - (1 - abar).sqrt() * eps.detach()) / abar.sqrt()
+        prediction, v_logits = model_output.float().chunk(2, dim=1)
+        x0_pred = self.predicted_x0(prediction.detach(), x_t, timesteps)
         model_mean, _ = self.posterior(x0_pred, x_t, timesteps)
         fraction = (v_logits + 1) / 2  # iDDPM Eq. 15: log Σ = v log β + (1 − v) log β̃
         model_log_variance = fraction * self._at(self.log_betas, timesteps) + (1 - fraction) * self._at(self.posterior_log_variance, timesteps)
@@ -302,7 +316,7 @@ class GlideModel(GlidePreTrainedModel):
         super().__init__(config)
         self.text_model = GlideTextModel(config.text_config)
         self.unet = glide_unet(config)
-        self.diffusion = GlideDiffusion(config.num_train_timesteps, config.noise_schedule)
+        self.diffusion = GlideDiffusion(config.num_train_timesteps, config.noise_schedule, config.prediction_type)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -332,7 +346,7 @@ class GlideModel(GlidePreTrainedModel):
                 attention_mask: torch.Tensor | None = None, low_res: torch.Tensor | None = None,
                 inpaint_image: torch.Tensor | None = None, inpaint_mask: torch.Tensor | None = None,
                 text_outputs: BaseModelOutputWithPooling | None = None) -> torch.Tensor:
-        """ε and variance logits (batch, 6, H, W) for x_t at `timesteps` given the caption (pass `text_outputs` to
+        """The prediction (ε or v, per `config.prediction_type`) and variance logits (batch, 6, H, W) for x_t at `timesteps` given the caption (pass `text_outputs` to
         reuse an encoded caption across sampling steps)."""
         text = text_outputs if text_outputs is not None else self.encode_text(input_ids, attention_mask)
         hidden = text.last_hidden_state.to(self.unet.conv_in.weight.dtype)  # not unet.dtype, which walks every module
@@ -390,7 +404,8 @@ class GlideModel(GlidePreTrainedModel):
         model_output = self.denoise(x_t, timesteps, input_ids, attention_mask, low_res, pixel_values, inpaint_mask)
         loss = mse = vlb = None
         if return_loss:
-            mse = ((model_output[:, :3].float() - noise.float()) ** 2).flatten(1).mean(1)
+            target = self.diffusion.training_target(pixel_values.float(), noise.float(), timesteps)
+            mse = ((model_output[:, :3].float() - target) ** 2).flatten(1).mean(1)
             vlb = self.diffusion.vlb_bits(model_output, pixel_values.float(), x_t.float(), timesteps)
             # iDDPM Eq. 16: L_vlb sums T step terms, so one sampled term enters as λ·T·L_t.
             loss = (mse + self.config.vlb_weight * self.config.num_train_timesteps * vlb).mean()

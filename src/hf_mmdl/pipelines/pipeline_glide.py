@@ -43,7 +43,8 @@ def respaced_timesteps(num_train_timesteps: int, spacing: str | int) -> list[int
 
 def guided_model_output(model_output: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """GLIDE §2.3 on a doubled batch [conditional; unconditional]: ε̂ = ε(∅) + s·(ε(c) − ε(∅)) on the ε channels
-    only; the variance channels come from the conditional pass."""
+    only; the variance channels come from the conditional pass. The same holds for v, which is affine in ε for a
+    given x_t."""
     conditional, unconditional = model_output.chunk(2)
     eps = unconditional[:, :3] + guidance_scale * (conditional[:, :3] - unconditional[:, :3])
     return torch.cat([eps, conditional[:, 3:]], dim=1)
@@ -121,14 +122,17 @@ class GlidePipeline(DiffusionPipeline):
 
     def paste_known_pixels(self, output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, image: torch.Tensor,
                            known: torch.Tensor) -> torch.Tensor:
-        """Rewrite ε so that the scheduler's predicted x₀ equals the given image where it is known (GLIDE's
-        inpainting sampler replaces x₀ there at every step)."""
+        """Rewrite the prediction so that the scheduler's predicted x₀ equals the given image where it is known
+        (GLIDE's inpainting sampler replaces x₀ there at every step)."""
         abar = self.scheduler.alphas_cumprod.to(sample.device)[t].to(sample.dtype)
-        eps = output[:, :3]
-        x0 = (sample - (1 - abar).sqrt() * eps) / abar.sqrt()
+        signal, noise = abar.sqrt(), (1 - abar).sqrt()
+        v_prediction = self.glide.config.prediction_type == "v_prediction"
+        prediction = output[:, :3]
+        x0 = signal * sample - noise * prediction if v_prediction else (sample - noise * prediction) / signal
         x0 = known * image + (1 - known) * x0
-        eps = (sample - abar.sqrt() * x0) / (1 - abar).sqrt()
-        return torch.cat([eps, output[:, 3:]], dim=1)
+        eps = (sample - signal * x0) / noise
+        prediction = signal * eps - noise * x0 if v_prediction else eps
+        return torch.cat([prediction, output[:, 3:]], dim=1)
 
     def to_output(self, sample: torch.Tensor, output_type: str, return_dict: bool):
         if output_type not in OUTPUT_TYPES:
@@ -236,19 +240,21 @@ def glide_scheduler(model: GlideModel) -> DDPMScheduler:
         num_train_timesteps=model.config.num_train_timesteps,
         beta_schedule=model.config.noise_schedule,
         variance_type="learned_range",
+        prediction_type=model.config.prediction_type,
         clip_sample=True,
     )
 
 
 def glide_fast_scheduler(model: GlideModel, solver_order: int = 2) -> DPMSolverMultistepScheduler:
     """A deterministic few-step sampler for GLIDE models: DPM-Solver++ (Lu et al. 2022) on the training schedule,
-    reading ε and ignoring the learned variance, with x₀ kept in [-1, 1] by dynamic thresholding."""
+    reading ε (or v) and ignoring the learned variance, with x₀ kept in [-1, 1] by dynamic thresholding."""
     return DPMSolverMultistepScheduler(
         num_train_timesteps=model.config.num_train_timesteps,
         beta_schedule=model.config.noise_schedule,
         algorithm_type="dpmsolver++",
         solver_order=solver_order,
         variance_type="learned_range",
+        prediction_type=model.config.prediction_type,
         thresholding=True,
         sample_max_value=1.0,
     )

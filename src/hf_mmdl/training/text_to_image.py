@@ -47,6 +47,8 @@ class TextToImageArguments:
                 "(emoji names, samples scored by nearest-neighbour retrieval among the emoji)."})
     model_size: str = field(default="small", metadata={
         "help": "'tiny' (tests), 'small' (glide.md §6, CPU) or 'small-deep' (one more level, 4×4)."})
+    prediction_type: str = field(default="epsilon", metadata={
+        "help": "'epsilon' (GLIDE) or 'v_prediction': what the UNet predicts and L_simple regresses (GlideConfig)."})
     image_size: int = field(default=32, metadata={"help": "Side of the training images."})
     num_train_images: int = field(default=4000, metadata={"help": "Built-in scenes for training (at most that many emoji)."})
     guidance_scales: str = field(default="0,1,3", metadata={"help": "Comma-separated guidance scales to score."})
@@ -76,7 +78,8 @@ class TextToImageTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = 0
 
 
-def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12) -> GlideConfig:
+def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12,
+                     prediction_type: str = "epsilon") -> GlideConfig:
     """glide.md §6: 'small' = C 32, mult (1, 2, 2), 1 res block, attention at 8×8 and the middle, text 128 × 2.
     'small-deep' adds a 4×4 level (attention at 8×8, 4×4 and the middle): ADM's attention has no position encoding,
     so where an object belongs reaches the attention layers only through the convolutions' zero padding, and the
@@ -93,7 +96,7 @@ def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: 
     text_config = GlideTextConfig(vocab_size=vocab_size, text_ctx=text_ctx, pad_token_id=pad_token_id, **text)
     return GlideConfig(text_config=text_config, image_size=image_size, num_res_blocks=1,
                        attention_resolutions=tuple(image_size // d for d in attention_downsampling),
-                       num_head_channels=32, dropout=0.0, **unet)
+                       num_head_channels=32, dropout=0.0, prediction_type=prediction_type, **unet)
 
 
 class CaptionedImageCollator:
@@ -248,7 +251,8 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     else:
         train_dataset = load_twemoji_text_to_image(args.image_size, limit=args.num_train_images)
     tokenizer = train_caption_tokenizer(train_dataset["caption"], min_count=1)
-    config = glide_config_for(args.model_size, len(tokenizer), tokenizer.pad_token_id, args.image_size)
+    config = glide_config_for(args.model_size, len(tokenizer), tokenizer.pad_token_id, args.image_size,
+                              prediction_type=args.prediction_type)
     processor = GlideProcessor(
         GlideImageProcessor(size={"shortest_edge": args.image_size}, crop_size={"height": args.image_size, "width": args.image_size}),
         tokenizer, text_ctx=config.text_config.text_ctx,
