@@ -51,7 +51,9 @@ def test_training_script_trains_scores_guidance_scales_and_edits_and_saves_both_
     assert saved["chance"]["position_accuracy"] == 0.25
     assert all(s["max_change_outside_mask"] == 0 for s in saved["inpainting"]["guidance"].values())
     assert (tmp_path / "samples_by_guidance.png").stat().st_size > 500 and (tmp_path / "edits.png").stat().st_size > 500
-    assert GlidePipeline.from_pretrained(tmp_path)("a red circle in the top left", num_inference_steps=2).images[0].size == (16, 16)
+    loaded = GlidePipeline.from_pretrained(tmp_path)
+    assert loaded("a red circle in the top left", num_inference_steps=2).images[0].size == (16, 16)
+    assert loaded.glide.config.prediction_type == loaded.scheduler.config.prediction_type == "v_prediction"
     inpaint = GlideInpaintPipeline.from_pretrained(tmp_path / "inpaint")
     assert inpaint.glide.config.inpaint
 
@@ -228,6 +230,9 @@ def test_bad_training_arguments_are_named(tmp_path):
         run_text_to_image(TextToImageArguments(dataset_name="coco"), TextToImageTrainingArguments(output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="model_size must be one of"):
         run_text_to_image(TextToImageArguments(model_size="huge", num_train_images=4),
+                          TextToImageTrainingArguments(output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        run_text_to_image(TextToImageArguments(model_size="tiny", prediction_type="x0", num_train_images=4),
                           TextToImageTrainingArguments(output_dir=str(tmp_path)))
     (tmp_path / "checkpoint-4").mkdir()
     with pytest.raises(FileNotFoundError, match="ema.pt is missing"):

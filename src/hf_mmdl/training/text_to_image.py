@@ -47,8 +47,9 @@ class TextToImageArguments:
                 "(emoji names, samples scored by nearest-neighbour retrieval among the emoji)."})
     model_size: str = field(default="small", metadata={
         "help": "'tiny' (tests), 'small' (glide.md §6, CPU) or 'small-deep' (one more level, 4×4)."})
-    prediction_type: str = field(default="epsilon", metadata={
-        "help": "'epsilon' (GLIDE) or 'v_prediction': what the UNet predicts and L_simple regresses (GlideConfig)."})
+    prediction_type: str = field(default="v_prediction", metadata={
+        "help": "What the UNet predicts and L_simple regresses: 'v_prediction' (default here) or 'epsilon' (GLIDE's). "
+                "At this scale ε leaves background and position to chance (README: GLIDE, measured)."})
     image_size: int = field(default=32, metadata={"help": "Side of the training images."})
     num_train_images: int = field(default=4000, metadata={"help": "Built-in scenes for training (at most that many emoji)."})
     guidance_scales: str = field(default="0,1,3", metadata={"help": "Comma-separated guidance scales to score."})
