@@ -203,8 +203,8 @@ ARCHITECTURE_CARDS = {
             "GLIDE (Nichol et al., *GLIDE: Towards Photorealistic Image Generation and Editing with Text-Guided "
             "Diffusion Models*, ICML 2022): a caption transformer whose tokens enter every attention layer of an ADM "
             "UNet and whose pooled output joins the timestep embedding; the UNet predicts ε (or, by config, v) and a "
-            "learned variance (iDDPM's hybrid loss on the cosine schedule). 20 % of training captions are dropped, so one model samples "
-            "with classifier-free guidance. Implemented in the hf_mmdl package: the model is a transformers "
+            "learned variance (iDDPM's hybrid loss on the cosine schedule). 20 % of training captions are dropped, so "
+            "one model samples with classifier-free guidance. Implemented in the hf_mmdl package: the model is a transformers "
             "`PreTrainedModel` over diffusers' UNet blocks, sampled by diffusers pipelines."
         ),
         citation=(

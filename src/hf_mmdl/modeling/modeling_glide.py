@@ -253,6 +253,12 @@ class GlideDiffusion:
             return (x_t - (1 - abar).sqrt() * prediction) / abar.sqrt()
         return abar.sqrt() * x_t - (1 - abar).sqrt() * prediction
 
+    def prediction_for(self, x0: torch.Tensor, x_t: torch.Tensor, timesteps: torch.LongTensor) -> torch.Tensor:
+        """The prediction that `predicted_x0` turns back into `x0` for this x_t (the inverse of `predicted_x0`)."""
+        abar = self._at(self.alphas_cumprod, timesteps)
+        eps = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+        return eps if self.prediction_type == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+
     def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, timesteps: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self._at(self.posterior_mean_coef_x0, timesteps) * x0 + self._at(self.posterior_mean_coef_xt, timesteps) * x_t
         return mean, self._at(self.posterior_log_variance, timesteps)
@@ -346,8 +352,8 @@ class GlideModel(GlidePreTrainedModel):
                 attention_mask: torch.Tensor | None = None, low_res: torch.Tensor | None = None,
                 inpaint_image: torch.Tensor | None = None, inpaint_mask: torch.Tensor | None = None,
                 text_outputs: BaseModelOutputWithPooling | None = None) -> torch.Tensor:
-        """The prediction (ε or v, per `config.prediction_type`) and variance logits (batch, 6, H, W) for x_t at `timesteps` given the caption (pass `text_outputs` to
-        reuse an encoded caption across sampling steps)."""
+        """The prediction (ε or v, per `config.prediction_type`) and variance logits (batch, 6, H, W) for x_t at
+        `timesteps` given the caption (pass `text_outputs` to reuse an encoded caption across sampling steps)."""
         text = text_outputs if text_outputs is not None else self.encode_text(input_ids, attention_mask)
         hidden = text.last_hidden_state.to(self.unet.conv_in.weight.dtype)  # not unet.dtype, which walks every module
         return self.unet(

@@ -122,17 +122,11 @@ class GlidePipeline(DiffusionPipeline):
 
     def paste_known_pixels(self, output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, image: torch.Tensor,
                            known: torch.Tensor) -> torch.Tensor:
-        """Rewrite the prediction so that the scheduler's predicted x₀ equals the given image where it is known
-        (GLIDE's inpainting sampler replaces x₀ there at every step)."""
-        abar = self.scheduler.alphas_cumprod.to(sample.device)[t].to(sample.dtype)
-        signal, noise = abar.sqrt(), (1 - abar).sqrt()
-        v_prediction = self.glide.config.prediction_type == "v_prediction"
-        prediction = output[:, :3]
-        x0 = signal * sample - noise * prediction if v_prediction else (sample - noise * prediction) / signal
-        x0 = known * image + (1 - known) * x0
-        eps = (sample - signal * x0) / noise
-        prediction = signal * eps - noise * x0 if v_prediction else eps
-        return torch.cat([prediction, output[:, 3:]], dim=1)
+        """Rewrite the prediction so that the predicted x₀ equals the given image where it is known (GLIDE's
+        inpainting sampler replaces x₀ there at every step)."""
+        diffusion, timesteps = self.glide.diffusion, t.reshape(1).expand(len(sample))
+        x0 = known * image + (1 - known) * diffusion.predicted_x0(output[:, :3], sample, timesteps)
+        return torch.cat([diffusion.prediction_for(x0, sample, timesteps), output[:, 3:]], dim=1)
 
     def to_output(self, sample: torch.Tensor, output_type: str, return_dict: bool):
         if output_type not in OUTPUT_TYPES:
