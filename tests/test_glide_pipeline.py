@@ -140,6 +140,15 @@ def test_each_inpainting_step_predicts_the_known_pixels_exactly(prediction_type)
     assert pipe.scheduler.config.prediction_type == prediction_type
 
 
+@pytest.mark.parametrize("make_scheduler", [glide_scheduler, glide_fast_scheduler])
+def test_both_samplers_run_a_v_prediction_model(make_scheduler):
+    pipe = variant_pipeline(GlidePipeline, prediction_type="v_prediction")
+    pipe.scheduler = make_scheduler(pipe.glide)
+    images = pipe(["a red circle", "a blue square"], guidance_scale=3.0, num_inference_steps="5", output_type="np",
+                  generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (2, 16, 16, 3) and np.isfinite(images).all()
+
+
 def test_upsampling_turns_a_low_resolution_image_into_the_model_size():
     from hf_mmdl.pipelines import GlideUpsamplePipeline
 

@@ -109,6 +109,9 @@ class GlidePipeline(DiffusionPipeline):
         # gives the same noise (and images) on any device and in any precision.
         sample = noise_scale * randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
         model_dtype = self.glide.unet.conv_in.weight.dtype
+        # Only the ancestral sampler reads the learned variance; DPM-Solver takes the prediction alone (diffusers
+        # drops the variance channels itself for ε but not for v).
+        reads_variance = isinstance(self.scheduler, DDPMScheduler)
         timesteps = respaced_timesteps(self.scheduler.config.num_train_timesteps, num_inference_steps)
         self.scheduler.set_timesteps(timesteps=timesteps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
@@ -117,7 +120,7 @@ class GlidePipeline(DiffusionPipeline):
             output = guided_model_output(output, guidance_scale) if guided else output
             if "inpaint_mask" in conditions:
                 output = self.paste_known_pixels(output, sample, t, conditions["inpaint_image"].float(), conditions["inpaint_mask"].float())
-            sample = self.scheduler.step(output, t, sample, generator=generator).prev_sample
+            sample = self.scheduler.step(output if reads_variance else output[:, :3], t, sample, generator=generator).prev_sample
         return sample
 
     def paste_known_pixels(self, output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, image: torch.Tensor,
