@@ -82,9 +82,8 @@ class TextToImageTrainingArguments(TrainingArguments):
 def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12,
                      prediction_type: str = "epsilon") -> GlideConfig:
     """glide.md §6: 'small' = C 32, mult (1, 2, 2), 1 res block, attention at 8×8 and the middle, text 128 × 2.
-    'small-deep' adds a 4×4 level (attention at 8×8, 4×4 and the middle): ADM's attention has no position encoding,
-    so where an object belongs reaches the attention layers only through the convolutions' zero padding, and the
-    deeper level lets every position see the image border."""
+    'small-deep' adds a 4×4 level (attention at 8×8, 4×4 and the middle), for comparing depth; with ε it did not
+    learn position either (README: GLIDE, measured), which v-prediction, not depth, fixed."""
     small_text = dict(width=128, num_layers=2, num_attention_heads=4)
     sizes = {
         "small": (small_text, dict(model_channels=32, channel_mult=(1, 2, 2)), (4,)),
