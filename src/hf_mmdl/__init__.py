@@ -1,87 +1,47 @@
 """hf_mmdl: landmark multimodal architectures as first-class HuggingFace models.
 
-Importing the package registers every configuration, model and processor with transformers' Auto classes, so
-`AutoConfig`, `AutoModel`, the task Auto classes (`AutoModelForImageTextToText`, `AutoModelForImageToImage`),
-`AutoImageProcessor`, `AutoProcessor` and `pipeline(...)` load saved folders.
+Importing the package registers every architecture's configurations, models and processors (as declared in
+`hf_mmdl.architectures`) with transformers' Auto classes, so `AutoConfig`, `AutoModel`, the task Auto classes
+(`AutoModelForImageTextToText`, `AutoModelForImageToImage`), `AutoImageProcessor`, `AutoProcessor` and
+`pipeline(...)` load saved folders. Every declared class is importable from here (`from hf_mmdl import M2Config,
+GlidePipeline`), diffusers pipelines included.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageTextToText,
-    AutoModelForImageToImage,
-    AutoProcessor,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .modeling import (
-    DiscreteVAEConfig,
-    DiscreteVAEModel,
-    GlideConfig,
-    GlideModel,
-    GlideTextConfig,
-    GlideTextModel,
-    ImageVAEConfig,
-    ImageVAEModel,
-    M2Config,
-    M2ForConditionalGeneration,
-    M2Model,
-)
-from .processing import (
-    DiscreteVAEImageProcessor,
-    GlideImageProcessor,
-    GlideProcessor,
-    ImageVAEImageProcessor,
-    M2ImageProcessor,
-    M2Processor,
-)
+from .architectures import ARCHITECTURES
 
 __version__ = "0.1.0"
 
-# (config, bare model, {Auto task class: head model}, image processor, processor); later architectures add a row.
-# The autoencoders' processor *is* their image processor, which AutoProcessor finds on its own.
-_REGISTRY = [
-    (M2Config, M2Model, {AutoModelForImageTextToText: M2ForConditionalGeneration}, M2ImageProcessor, M2Processor),
-    (ImageVAEConfig, ImageVAEModel, {AutoModelForImageToImage: ImageVAEModel}, ImageVAEImageProcessor, None),
-    (DiscreteVAEConfig, DiscreteVAEModel, {AutoModelForImageToImage: DiscreteVAEModel}, DiscreteVAEImageProcessor, None),
-    (GlideTextConfig, GlideTextModel, {}, None, None),
-    (GlideConfig, GlideModel, {}, GlideImageProcessor, GlideProcessor),
-]
-
 
 def _register_with_auto_classes() -> None:
-    for config, base_model, task_models, image_processor, processor in _REGISTRY:
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        AutoModel.register(config, base_model, exist_ok=True)
-        for auto_class, model in task_models.items():
-            auto_class.register(config, model, exist_ok=True)
-        if image_processor is not None:
-            AutoImageProcessor.register(config, image_processor_classes={"pil": image_processor}, exist_ok=True)
-        if processor is not None:
-            AutoProcessor.register(config, processor, exist_ok=True)
+    for architecture in ARCHITECTURES.values():
+        for entry in architecture.auto:
+            AutoConfig.register(entry.config.model_type, entry.config, exist_ok=True)
+            if entry.model is not None:
+                AutoModel.register(entry.config, entry.model, exist_ok=True)
+            for auto_class, model in entry.task_models.items():
+                auto_class.register(entry.config, model, exist_ok=True)
+            if entry.image_processor is not None:
+                AutoImageProcessor.register(entry.config, image_processor_classes={"pil": entry.image_processor},
+                                            exist_ok=True)
+            if entry.processor is not None:
+                AutoProcessor.register(entry.config, entry.processor, exist_ok=True)
+
+
+def _declared_classes() -> dict[str, type]:
+    classes = {}
+    for architecture in ARCHITECTURES.values():
+        for entry in architecture.auto:
+            declared = (entry.config, entry.model, *entry.task_models.values(), entry.image_processor, entry.processor)
+            classes.update({cls.__name__: cls for cls in declared if cls is not None})
+        classes.update({cls.__name__: cls for cls in architecture.pipelines})
+    return classes
 
 
 _register_with_auto_classes()
+globals().update(_declared_classes())
 
-MODEL_TYPES = tuple(row[0].model_type for row in _REGISTRY)
+MODEL_TYPES = tuple(model_type for architecture in ARCHITECTURES.values() for model_type in architecture.model_types)
 
-__all__ = [
-    "DiscreteVAEConfig",
-    "DiscreteVAEImageProcessor",
-    "DiscreteVAEModel",
-    "GlideConfig",
-    "GlideImageProcessor",
-    "GlideModel",
-    "GlideProcessor",
-    "GlideTextConfig",
-    "GlideTextModel",
-    "ImageVAEConfig",
-    "ImageVAEImageProcessor",
-    "ImageVAEModel",
-    "M2Config",
-    "M2ForConditionalGeneration",
-    "M2ImageProcessor",
-    "M2Model",
-    "M2Processor",
-    "MODEL_TYPES",
-]
+__all__ = ["ARCHITECTURES", "MODEL_TYPES", *sorted(_declared_classes())]

@@ -13,3 +13,15 @@ def shown_to_user():
         yield
     except ValueError as error:
         raise gr.Error(str(error)) from error
+
+
+def build_demo_for(model_path: str):
+    """The Gradio demo of whichever architecture the saved folder (or Hub id) holds, built on it."""
+    from ..architectures import architecture_of, resolve
+    from ..hub import folder_config
+
+    config, _ = folder_config(model_path)
+    architecture = architecture_of(config.model_type)
+    if architecture.demo is None:
+        raise ValueError(f"{architecture.title} has no demo.")
+    return resolve(architecture.demo)(str(model_path))

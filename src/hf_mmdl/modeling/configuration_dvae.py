@@ -75,3 +75,18 @@ class DiscreteVAEConfig(PretrainedConfig):
             return self.kl_weight
         values_per_position = self.in_channels * self.downsampling_factor**2
         return self.kl_weight * values_per_position / DALLE_VALUES_PER_POSITION
+
+
+DVAE_SIZES = {
+    "tiny": dict(group_count=2, n_blk_per_group=1, n_hid=16, vocab_size=64, n_init=16),
+    "small": dict(group_count=3, n_blk_per_group=1, n_hid=32, vocab_size=512, n_init=64),
+    "released": {},
+}
+
+
+def dvae_config_for(size: str, **overrides) -> DiscreteVAEConfig:
+    """Size presets: 'released' (DALL-E's 97.6M-parameter dVAE), 'small' (3 groups, 512 codes: CPU minutes) and
+    'tiny' (tests). `overrides` set any other field (channels, KL weight, schedules)."""
+    if size not in DVAE_SIZES:
+        raise ValueError(f"dVAE model_size must be one of {sorted(DVAE_SIZES)}, got {size!r}.")
+    return DiscreteVAEConfig(**(DVAE_SIZES[size] | overrides))

@@ -122,3 +122,28 @@ class GlideConfig(PretrainedConfig):
     def in_channels(self) -> int:
         """x_t, plus the upsampled low-resolution image (upsampler), plus masked image and mask (inpainting)."""
         return 3 + 3 * self.super_res + 4 * self.inpaint
+
+
+# (text transformer, UNet widths, attention at image_size / d for d in ...) of the size presets.
+GLIDE_SIZES = {
+    "small": (dict(width=128, num_layers=2, num_attention_heads=4), dict(model_channels=32, channel_mult=(1, 2, 2)), (4,)),
+    "small-deep": (dict(width=128, num_layers=2, num_attention_heads=4), dict(model_channels=32, channel_mult=(1, 2, 2, 2)),
+                   (4, 8)),
+    "tiny": (dict(width=32, num_layers=1, num_attention_heads=2), dict(model_channels=32, channel_mult=(1, 2)), (2,)),
+}
+
+
+def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12,
+                     prediction_type: str = "epsilon") -> GlideConfig:
+    """Size presets for small captions and images: 'small' (C 32, channel mult (1, 2, 2), one res block, attention at
+    image_size / 4 and the middle, a 128-wide 2-layer caption transformer: learns the built-in scenes on CPU),
+    'small-deep' (one more level: attention at image_size / 4 and / 8 as well; with ε it did not learn position
+    either, which v-prediction, not depth, fixed — README: GLIDE, measured) and 'tiny' (tests). The released sizes
+    come with their checkpoints (`hf-mmdl convert glide`)."""
+    if size not in GLIDE_SIZES:
+        raise ValueError(f"model_size must be one of {sorted(GLIDE_SIZES)}, got {size!r}.")
+    text, unet, attention_downsampling = GLIDE_SIZES[size]
+    text_config = GlideTextConfig(vocab_size=vocab_size, text_ctx=text_ctx, pad_token_id=pad_token_id, **text)
+    return GlideConfig(text_config=text_config, image_size=image_size, num_res_blocks=1,
+                       attention_resolutions=tuple(image_size // d for d in attention_downsampling),
+                       num_head_channels=32, dropout=0.0, prediction_type=prediction_type, **unet)

@@ -6,32 +6,36 @@ image as a baseline; for the VAE also bits/dim, for the dVAE codebook perplexity
 relaxed (soft) and argmax (hard) reconstructions as the gumbel temperature falls.
 """
 
-import json
 import logging
 import math
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import AutoModel, AutoProcessor, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..data import load_image_dataset
-from ..modeling import DiscreteVAEConfig, DiscreteVAEModel, ImageVAEConfig, ImageVAEModel
+from ..architectures.autoencoders import autoencoder_results_table
+from ..modeling import DiscreteVAEModel, ImageVAEModel
+from ..modeling.configuration_dvae import dvae_config_for
+from ..modeling.configuration_vae import image_vae_config_for
 from ..processing import DiscreteVAEImageProcessor, ImageVAEImageProcessor
 from ..visualization import image_grid, line_chart
-from .common import ScheduleStepCallback, refuse_fsdp_on_cpu, resolve_checkpoint
+from .common import ScheduleStepCallback
+from .recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPES = {"vae": "image_vae", "dvae": "dvae"}
 GREY_DATASETS = ("mnist",)
 
 
 @dataclass
 class AutoencoderModelArguments:
-    model_type: str = field(default="dvae", metadata={"help": "'vae' (continuous ImageVAEModel) or 'dvae' (DALL-E dVAE)."})
+    model_type: str = field(default="dvae", metadata={
+        "help": "'vae' (continuous ImageVAEModel) or 'dvae' (DALL-E dVAE); `hf-mmdl train vae|dvae` sets it."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved autoencoder folder or Hub id to fine-tune; default: a fresh model."}
     )
@@ -93,50 +97,13 @@ class AutoencoderTrainingArguments(TrainingArguments):
 
 def autoencoder_config(model_args: AutoencoderModelArguments, image_size: int, channels: int, max_steps: int):
     """A fresh configuration of the requested kind and size, with its schedules set as fractions of `max_steps`."""
-    size = model_args.model_size
-    if model_args.model_type == "vae":
-        widths = {"tiny": ((8, 16), 8), "small": ((16, 32, 64), 8)}
-        if size not in widths:
-            raise ValueError(f"VAE model_size must be one of {sorted(widths)}, got {size!r}.")
-        blocks, groups = widths[size]
-        return ImageVAEConfig(
-            in_channels=channels,
-            block_out_channels=blocks,
-            down_block_types=("DownEncoderBlock2D",) * len(blocks),
-            up_block_types=("UpDecoderBlock2D",) * len(blocks),
-            norm_num_groups=groups,
-            sample_size=image_size,
-            latent_type=model_args.latent_type,
-            latent_dim=model_args.latent_dim,
-            likelihood=model_args.likelihood,
-            beta=1.0 if model_args.beta is None else model_args.beta,
-            kl_warmup_steps=round(max_steps * (0.1 if model_args.kl_warmup_fraction is None else model_args.kl_warmup_fraction)),
-        )
-    if model_args.model_type != "dvae":
-        raise ValueError(f"model_type must be 'vae' or 'dvae', got {model_args.model_type!r}.")
-    sizes = {
-        "tiny": dict(group_count=2, n_blk_per_group=1, n_hid=16, vocab_size=64, n_init=16),
-        "small": dict(group_count=3, n_blk_per_group=1, n_hid=32, vocab_size=512, n_init=64),
-        "released": {},
-    }
-    if size not in sizes:
-        raise ValueError(f"dVAE model_size must be one of {sorted(sizes)}, got {size!r}.")
-    return DiscreteVAEConfig(
-        **sizes[size],
-        in_channels=channels,
-        kl_weight=6.6 if model_args.beta is None else model_args.beta,
-        kl_warmup_steps=round(max_steps * (0.05 if model_args.kl_warmup_fraction is None else model_args.kl_warmup_fraction)),
-        temperature_anneal_steps=round(max_steps * model_args.temperature_anneal_fraction),
-    )
+    return AUTOENCODER_RECIPES[checked_model_type(model_args.model_type)].config(model_args, image_size, channels, max_steps)
 
 
-def autoencoder_processor(model_type: str, image_size: int, channels: int):
-    processor_class = ImageVAEImageProcessor if model_type == "vae" else DiscreteVAEImageProcessor
-    return processor_class(
-        image_mode="RGB" if channels == 3 else "L",
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
+def checked_model_type(model_type: str) -> str:
+    if model_type not in AUTOENCODER_RECIPES:
+        raise ValueError(f"model_type must be 'vae' or 'dvae', got {model_type!r}.")
+    return model_type
 
 
 class AutoencoderCollator:
@@ -213,51 +180,124 @@ class ReconstructionTracker(TrainerCallback):
             logger.info("step %d: %s", state.global_step, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def load_autoencoder(model_args: AutoencoderModelArguments, data_args: AutoencoderDataArguments, max_steps: int):
-    if model_args.model_name_or_path:
-        model = AutoModel.from_pretrained(model_args.model_name_or_path)
-        if model.config.model_type != MODEL_TYPES.get(model_args.model_type):
-            raise ValueError(
-                f"{model_args.model_name_or_path} holds a {model.config.model_type!r} model, but --model_type "
-                f"{model_args.model_type!r} was asked for."
-            )
-        return model, AutoProcessor.from_pretrained(model_args.model_name_or_path)
-    channels = 1 if data_args.dataset_name in GREY_DATASETS else 3
-    config = autoencoder_config(model_args, data_args.image_size, channels, max_steps)
-    model = (ImageVAEModel if model_args.model_type == "vae" else DiscreteVAEModel)(config)
-    return model, autoencoder_processor(model_args.model_type, data_args.image_size, channels)
-
-
 def mean_training_image(data: datasets.Dataset, processor, limit: int = 2000) -> torch.Tensor:
     images = data.select(range(min(limit, len(data))))["image"]
     return processor.to_unit_range(processor(images=images)["pixel_values"]).mean(0)
 
 
-def save_figures(model, processor, pixel_values: torch.Tensor, history: list[dict], out: Path, title: str) -> list[Path]:
-    """PNG grids of inputs vs reconstructions, and samples + interpolations (VAE) or the soft/hard curve (dVAE)."""
-    model.eval()
-    shown = pixel_values[:12]
-    rows = [processor.postprocess(processor.to_unit_range(shown)), processor.postprocess(model.reconstruct(shown))]
-    labels = ["input", "reconstruction"]
-    figures = []
-    if isinstance(model, DiscreteVAEModel):
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            rows.append(processor.postprocess(model(shown, relaxed=True, generator=generator, return_loss=False).reconstruction))
-        labels = ["input", "hard (argmax tokens)", f"soft (tau={model.current_temperature():.3g})"]
-        if history:
-            figures.append(line_chart(
-                {"hard MSE": [(h["step"], h["mse"]) for h in history], "soft MSE": [(h["step"], h["soft_mse"]) for h in history],
-                 "temperature tau / 10": [(h["step"], h["temperature"] / 10) for h in history]},
-                out / "soft_vs_hard.png", f"{title}: held-out reconstruction MSE", "training step", "MSE",
-            ))
-    else:
+def reconstruction_rows(model, processor, shown: torch.Tensor) -> list[list]:
+    return [processor.postprocess(processor.to_unit_range(shown)), processor.postprocess(model.reconstruct(shown))]
+
+
+class AutoencoderRecipe(Recipe):
+    """The part of the VAE and dVAE runs that is the same: image data (built-in or any `datasets` set with an image
+    column), a fresh model from a size preset or a saved one, the step-driven schedules, held-out reconstructions
+    tracked during training and measured at the end against the mean training image. Subclasses give the
+    configuration (`config`) and their figures (`figure_rows_and_more`)."""
+
+    model_type: str
+    title: str
+    argument_classes = {"model": AutoencoderModelArguments, "data": AutoencoderDataArguments,
+                        "training": AutoencoderTrainingArguments}
+    model_class: type
+    processor_class: type
+
+    @abstractmethod
+    def config(self, model_args: AutoencoderModelArguments, image_size: int, channels: int, max_steps: int):
+        """A fresh configuration from the size preset, with its schedules as fractions of `max_steps`."""
+
+    @abstractmethod
+    def figure_rows_and_more(self, model, processor, pixel_values: torch.Tensor, history: list[dict], out: Path,
+                             title: str) -> tuple[list[list], list[str], list[Path]]:
+        """Rows and labels of the reconstruction grid, and the architecture's other figures (saved here)."""
+
+    def parser(self):
+        parser = super().parser()
+        parser.set_defaults(model_type=self.model_type)
+        return parser
+
+    def load_data(self, args):
+        if args.model.model_type != self.model_type:
+            raise ValueError(f"The {self.name} recipe trains --model_type {self.model_type!r}, not "
+                             f"{args.model.model_type!r}: run `hf-mmdl train {args.model.model_type}` instead.")
+        data = load_image_dataset(
+            args.data.dataset_name, args.data.image_size, args.data.num_train_images, args.data.num_eval_images,
+            args.data.data_seed_builtin, args.data.image_column,
+        )
+        return data
+
+    def processor_for(self, data_args: AutoencoderDataArguments):
+        size = data_args.image_size
+        return self.processor_class(image_mode="L" if data_args.dataset_name in GREY_DATASETS else "RGB",
+                                    size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+    def build(self, args, data):
+        path = args.model.model_name_or_path
+        if path:
+            model = AutoModel.from_pretrained(path)
+            if model.config.model_type != self.model_class.config_class.model_type:
+                raise ValueError(f"{path} holds a {model.config.model_type!r} model, but --model_type "
+                                 f"{args.model.model_type!r} was asked for.")
+            return model, AutoProcessor.from_pretrained(path)
+        processor = self.processor_for(args.data)
+        channels = 3 if processor.image_mode == "RGB" else 1
+        return self.model_class(self.config(args.model, args.data.image_size, channels, args.training.max_steps)), processor
+
+    def collator(self, args, processor, data):
+        return AutoencoderCollator(processor)
+
+    def callbacks(self, args, model, processor, data, checkpoint):
+        args.validation_pixels = processor(images=data["validation"]["image"])["pixel_values"]
+        args.tracker = ReconstructionTracker(processor, args.validation_pixels[:256], args.training.track_every)
+        return [ScheduleStepCallback(), args.tracker]
+
+    def evaluate(self, args, trainer, model, processor, data):
+        model.cpu()
+        return {
+            "model_type": model.config.model_type,
+            "dataset": args.data.dataset_name,
+            "image_size": args.data.image_size,
+            "validation_images": len(args.validation_pixels),
+            "validation": evaluate_autoencoder(model, processor, args.validation_pixels,
+                                               mean_training_image(data["train"], processor)),
+            "history": args.tracker.history,
+        }
+
+    def figures(self, args, model, processor, data, results, out):
+        model.eval()
+        title = f"{self.title} on {args.data.dataset_name}"
+        rows, labels, figures = self.figure_rows_and_more(model, processor, args.validation_pixels, results["history"],
+                                                          out, title)
+        return [image_grid(rows, out / "reconstructions.png", labels, title=f"{title}: held-out images"), *figures]
+
+    results_table = staticmethod(autoencoder_results_table)
+
+
+class ImageVAERecipe(AutoencoderRecipe):
+    """The continuous VAE: ELBO with β and KL warm-up; bits/dim, samples and interpolations."""
+
+    name = "vae"
+    model_type = "vae"
+    title = "VAE"
+    description = "Train and score a continuous image VAE (ELBO, β, KL warm-up) on built-in or user images."
+    model_class = ImageVAEModel
+    processor_class = ImageVAEImageProcessor
+
+    def config(self, model_args, image_size, channels, max_steps):
+        warmup = 0.1 if model_args.kl_warmup_fraction is None else model_args.kl_warmup_fraction
+        return image_vae_config_for(
+            model_args.model_size, in_channels=channels, sample_size=image_size, latent_type=model_args.latent_type,
+            latent_dim=model_args.latent_dim, likelihood=model_args.likelihood,
+            beta=1.0 if model_args.beta is None else model_args.beta, kl_warmup_steps=round(max_steps * warmup),
+        )
+
+    def figure_rows_and_more(self, model, processor, pixel_values, history, out, title):
         generator = torch.Generator().manual_seed(0)
         temperatures = (1.0, 0.8, 0.5)
-        figures.append(image_grid(
+        figures = [image_grid(
             [processor.postprocess(model.sample(12, temperature=t, generator=generator)) for t in temperatures],
             out / "samples.png", [f"t = {t}" for t in temperatures], title=f"{title}: samples z ~ N(0, t^2 I) decoded",
-        ))
+        )]
         pairs = [(2 * i, 2 * i + 1) for i in range(4)]
         figures.append(image_grid(
             [processor.postprocess(model.interpolate(pixel_values[a], pixel_values[b], steps=10)) for a, b in pairs],
@@ -268,98 +308,81 @@ def save_figures(model, processor, pixel_values: torch.Tensor, history: list[dic
                 {"held-out MSE": [(h["step"], h["mse"]) for h in history]},
                 out / "training_curve.png", f"{title}: held-out reconstruction MSE", "training step", "MSE",
             ))
-    figures.insert(0, image_grid(rows, out / "reconstructions.png", labels, title=f"{title}: held-out images"))
-    return figures
+        return reconstruction_rows(model, processor, pixel_values[:12]), ["input", "reconstruction"], figures
+
+
+class DiscreteVAERecipe(AutoencoderRecipe):
+    """The DALL-E dVAE: relaxed ELBO with the τ and β schedules; codebook use and the soft-vs-hard gap."""
+
+    name = "dvae"
+    model_type = "dvae"
+    title = "dVAE"
+    description = "Train and score a DALL-E discrete VAE (gumbel-softmax relaxation, τ and β schedules)."
+    model_class = DiscreteVAEModel
+    processor_class = DiscreteVAEImageProcessor
+
+    def config(self, model_args, image_size, channels, max_steps):
+        warmup = 0.05 if model_args.kl_warmup_fraction is None else model_args.kl_warmup_fraction
+        return dvae_config_for(
+            model_args.model_size, in_channels=channels, kl_weight=6.6 if model_args.beta is None else model_args.beta,
+            kl_warmup_steps=round(max_steps * warmup),
+            temperature_anneal_steps=round(max_steps * model_args.temperature_anneal_fraction),
+        )
+
+    def figure_rows_and_more(self, model, processor, pixel_values, history, out, title):
+        shown = pixel_values[:12]
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            soft = model(shown, relaxed=True, generator=generator, return_loss=False).reconstruction
+        rows = [*reconstruction_rows(model, processor, shown), processor.postprocess(soft)]
+        labels = ["input", "hard (argmax tokens)", f"soft (tau={model.current_temperature():.3g})"]
+        figures = []
+        if history:
+            figures.append(line_chart(
+                {"hard MSE": [(h["step"], h["mse"]) for h in history], "soft MSE": [(h["step"], h["soft_mse"]) for h in history],
+                 "temperature tau / 10": [(h["step"], h["temperature"] / 10) for h in history]},
+                out / "soft_vs_hard.png", f"{title}: held-out reconstruction MSE", "training step", "MSE",
+            ))
+        return rows, labels, figures
+
+
+IMAGE_VAE_RECIPE = ImageVAERecipe()
+DVAE_RECIPE = DiscreteVAERecipe()
+AUTOENCODER_RECIPES = {"vae": IMAGE_VAE_RECIPE, "dvae": DVAE_RECIPE}
 
 
 def run_autoencoder(
     model_args: AutoencoderModelArguments, data_args: AutoencoderDataArguments, training_args: AutoencoderTrainingArguments
 ) -> dict:
-    """Train an ImageVAEModel or DiscreteVAEModel with Trainer, measure it and the mean-image baseline on held-out
-    images, and save the model and processor (`from_pretrained`-loadable), `results.json` and PNG figures."""
-    refuse_fsdp_on_cpu(training_args)
-    set_seed(training_args.seed)
-    data = load_image_dataset(
-        data_args.dataset_name, data_args.image_size, data_args.num_train_images, data_args.num_eval_images,
-        data_args.data_seed_builtin, data_args.image_column,
-    )
-    model, processor = load_autoencoder(model_args, data_args, training_args.max_steps)
-    validation = processor(images=data["validation"]["image"])["pixel_values"]
-    tracker = ReconstructionTracker(processor, validation[:256], training_args.track_every)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=AutoencoderCollator(processor),
-        callbacks=[ScheduleStepCallback(), tracker],
-    )
-    logger.info("%s with %.2fM parameters", type(model).__name__, model.num_parameters() / 1e6)
-    train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    model.cpu()
-    metrics = evaluate_autoencoder(model, processor, validation, mean_training_image(data["train"], processor))
-    results = {
-        "model_type": model.config.model_type,
-        "dataset": data_args.dataset_name,
-        "image_size": data_args.image_size,
-        "validation_images": len(validation),
-        "num_parameters": model.num_parameters(),
-        "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "train_loss_first": losses[0] if losses else None,
-        "train_loss_last": losses[-1] if losses else None,
-        "validation": metrics,
-        "history": tracker.history,
-    }
-    if trainer.is_world_process_zero():
-        out = Path(training_args.output_dir)
-        trainer.save_model(str(out))
-        processor.save_pretrained(str(out))
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        title = f"{'dVAE' if isinstance(model, DiscreteVAEModel) else 'VAE'} on {data_args.dataset_name}"
-        figures = save_figures(model, processor, validation, tracker.history, out, title)
-        logger.info("Saved model, processor, results.json and %s to %s", ", ".join(f.name for f in figures), out)
-    return results
-
-
-def results_table(results: dict) -> str:
-    """Markdown table of held-out metrics against the mean-image baseline."""
-    m = results["validation"]
-    name = "dVAE (argmax tokens)" if results["model_type"] == "dvae" else "VAE (posterior mean)"
-    lines = [
-        "| held-out images | MSE | PSNR (dB) |",
-        "|---|---|---|",
-        f"| {name} | {m['mse']:.4f} | {m['psnr']:.1f} |",
-        f"| baseline: mean training image | {m['mean_image_mse']:.4f} | {m['mean_image_psnr']:.1f} |",
-    ]
-    if results["model_type"] == "dvae":
-        lines.append(f"\nCodebook: perplexity {m['perplexity']:.1f}, {m['codes_used']} codes used; soft (τ = "
-                     f"{m['temperature']:.3g}) vs hard MSE {m['soft_mse']:.4f} vs {m['mse']:.4f}.")
-    else:
-        lines.append(f"\nNegative ELBO: {m['bits_per_dim']:.2f} bits/dim.")
-    return "\n".join(lines)
+    """Train an ImageVAEModel or DiscreteVAEModel (by `model_args.model_type`) with Trainer, measure it and the
+    mean-image baseline on held-out images, and save the model and processor (`from_pretrained`-loadable),
+    `results.json` and PNG figures."""
+    return AUTOENCODER_RECIPES[checked_model_type(model_args.model_type)].run(model_args, data_args, training_args)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Command line of `examples/run_autoencoder.py` and `hf-mmdl autoencoder`: every TrainingArguments flag plus the
-    model and data flags above."""
-    parser = HfArgumentParser((AutoencoderModelArguments, AutoencoderDataArguments, AutoencoderTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    results = run_autoencoder(model_args, data_args, training_args)
-    print(results_table(results))
-    print(f"Saved to {training_args.output_dir}")
-    return results
+    """Command line of `examples/run_autoencoder.py` and `hf-mmdl autoencoder`: `--model_type vae|dvae` picks the
+    recipe; every TrainingArguments flag plus the model and data flags above."""
+    parser = IMAGE_VAE_RECIPE.parser()
+    parser.description = "Train and score an image VAE (--model_type vae) or DALL-E dVAE (--model_type dvae)."
+    model_args, *_ = parser.parse_args_into_dataclasses(args=argv)
+    return AUTOENCODER_RECIPES[checked_model_type(model_args.model_type)].main(argv)
 
 
 __all__ = [
+    "AUTOENCODER_RECIPES",
     "AutoencoderCollator",
     "AutoencoderDataArguments",
     "AutoencoderModelArguments",
+    "AutoencoderRecipe",
     "AutoencoderTrainingArguments",
+    "DVAE_RECIPE",
+    "DiscreteVAERecipe",
+    "IMAGE_VAE_RECIPE",
+    "ImageVAERecipe",
     "ReconstructionTracker",
     "autoencoder_config",
     "codebook_usage",
     "evaluate_autoencoder",
-    "results_table",
     "run_autoencoder",
 ]

@@ -2,33 +2,25 @@
 `examples/run_captioning.py`, `hf-mmdl captioning` and `hf-mmdl quickstart`."""
 
 import dataclasses
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import (
-    AutoModelForImageTextToText,
-    AutoProcessor,
-    HfArgumentParser,
-    ResNetConfig,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..data import load_caption_dataset
 from ..metrics import CiderD, caption_metrics
-from ..modeling import M2Config, M2ForConditionalGeneration
+from ..architectures.m2 import captioning_results_table
+from ..modeling import M2ForConditionalGeneration
+from ..modeling.configuration_m2 import m2_config_for
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..visualization import captioned_image_grid
-from .common import refuse_fsdp_on_cpu, resolve_checkpoint
+from .recipe import Recipe
 from .scst import SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
@@ -96,35 +88,6 @@ class CaptioningTrainingArguments(TrainingArguments):
     scst_learning_rate: float = field(default=5e-6, metadata={"help": "SCST learning rate, constant (paper: 5e-6)."})
     scst_batch_size: int = field(default=10, metadata={"help": "SCST images per batch (paper: 10)."})
     max_new_tokens: int = field(default=20, metadata={"help": "Longest generated caption (paper: 20)."})
-
-
-def m2_config_for(size: str, vocab_size: int, image_size: int, tokenizer) -> M2Config:
-    """Fresh M² configurations: 'paper' (regions, Table defaults), 'small' and 'tiny' (grid backbones for CPU)."""
-    special = dict(
-        vocab_size=vocab_size,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.bos_token_id,
-        unk_token_id=tokenizer.unk_token_id,
-        max_position_embeddings=tokenizer.model_max_length,
-    )
-    if size == "paper":
-        return M2Config(**special)
-    widths = {"small": (32, 64, 128), "tiny": (8, 16, 32)}
-    if size not in widths:
-        raise ValueError(f"model_size must be 'tiny', 'small' or 'paper', got {size!r}.")
-    backbone = ResNetConfig(
-        embedding_size=widths[size][0],
-        hidden_sizes=list(widths[size]),
-        depths=[1, 1, 1],
-        layer_type="basic",
-        out_features=["stage2"],
-    )
-    cells = (image_size // 8) ** 2  # stem /4, then stage2 /2
-    dims = dict(small=dict(d_model=128, num_attention_heads=4, d_ff=512, memory_slots=16, dropout=0.1),
-                tiny=dict(d_model=32, num_attention_heads=4, d_ff=64, memory_slots=4, dropout=0.0))[size]
-    return M2Config(**dims, **special, backbone_config=backbone, max_regions=cells)
 
 
 def caption_pairs(data: datasets.DatasetDict, split: str) -> datasets.Dataset:
@@ -266,104 +229,107 @@ def self_critical_trainer(model, processor, data, training_args: CaptioningTrain
     )
 
 
+class CaptioningRecipe(Recipe):
+    """M²'s two training stages (§4): cross-entropy on reference captions with the warm-up schedule, or with `--scst`
+    self-critical training with CIDEr-D rewards from a cross-entropy checkpoint. Scored on the test split with beam
+    search next to the best constant caption and nearest-neighbour retrieval on raw pixels."""
+
+    name = "m2"
+    description = ("Train and score an M² captioner: cross-entropy, or --scst self-critical training from a "
+                   "cross-entropy checkpoint given as --model_name_or_path.")
+    argument_classes = {"model": CaptioningModelArguments, "data": CaptioningDataArguments,
+                        "training": CaptioningTrainingArguments}
+
+    def load_data(self, args):
+        return load_captioning_data(args.data)
+
+    def build(self, args, data):
+        if args.model.model_name_or_path:
+            return (AutoModelForImageTextToText.from_pretrained(args.model.model_name_or_path),
+                    AutoProcessor.from_pretrained(args.model.model_name_or_path))
+        if args.training.scst:
+            raise ValueError("--scst starts from a cross-entropy checkpoint: pass it as --model_name_or_path.")
+        processor = build_processor(data["train"], args.model)
+        config = m2_config_for(args.model.model_size, len(processor.tokenizer), args.model.image_size, processor.tokenizer)
+        processor.image_processor.max_regions = config.max_regions
+        return M2ForConditionalGeneration(config), processor
+
+    def test_split(self, args, data) -> datasets.Dataset:
+        test = data["test"]
+        if args.data.max_test_images:
+            test = test.select(range(min(len(test), args.data.max_test_images)))
+        return test
+
+    def caption_test_images(self, args, model, processor, data) -> list[str]:
+        return generate_captions(
+            model, processor, self.test_split(args, data)["image"], num_beams=args.training.num_beams,
+            max_new_tokens=args.training.max_new_tokens, length_penalty=0.0,
+        )
+
+    def before_training(self, args, model, processor, data):
+        if not args.training.scst:
+            return {}
+        references = self.test_split(args, data)["captions"]
+        return {"cross_entropy_model": caption_metrics(self.caption_test_images(args, model, processor, data),
+                                                       references, meteor=False)}
+
+    def collator(self, args, processor, data):
+        return (ImageCollator if args.training.scst else CaptionPairCollator)(processor, data)
+
+    def trainer(self, args, model, processor, data, checkpoint):
+        if args.training.scst:
+            return self_critical_trainer(model, processor, data, args.training)
+        return cross_entropy_trainer(model, processor, data, args.training)
+
+    def evaluate(self, args, trainer, model, processor, data):
+        test = self.test_split(args, data)
+        references = test["captions"]
+        predictions = self.caption_test_images(args, model, processor, data)
+        constant = best_constant_caption([c for caps in data["train"]["captions"] for c in caps], data["validation"]["captions"])
+        retrieved = nearest_neighbour_captions(data["train"], test["image"])
+        return {
+            "model": caption_metrics(predictions, references, meteor=args.training.meteor),
+            "constant_caption_baseline": caption_metrics([constant] * len(test), references, meteor=False),
+            "nearest_neighbour_baseline": caption_metrics(retrieved, references, meteor=False),
+            "constant_caption": constant,
+            "stage": "self-critical" if args.training.scst else "cross-entropy",
+            "dataset": args.data.dataset_name,
+            "test_images": len(test),
+            "examples": [{"generated": p, "references": r} for p, r in zip(predictions[:12], references[:12])],
+        }
+
+    def figures(self, args, model, processor, data, results, out):
+        test = self.test_split(args, data)
+        shown = results["examples"]
+        return [captioned_image_grid(
+            test["image"][: len(shown)],
+            [[("M2", e["generated"]), ("ref", e["references"][0])] for e in shown],
+            out / "test_captions.png",
+            title=f"M2 on {args.data.dataset_name} test images: CIDEr-D {100 * results['model']['cider_d']:.1f}",
+        )]
+
+    results_table = staticmethod(captioning_results_table)
+
+
+CAPTIONING_RECIPE = CaptioningRecipe()
+
+
 def run_captioning(
     model_args: CaptioningModelArguments, data_args: CaptioningDataArguments, training_args: CaptioningTrainingArguments
 ) -> dict:
     """Train an M² captioner (cross-entropy, or with `scst` the self-critical stage from a cross-entropy checkpoint),
     score it and two baselines on the test split, and save the model and processor (`from_pretrained`-loadable), a
     results JSON and a PNG of test captions in `output_dir`."""
-    refuse_fsdp_on_cpu(training_args)
-    set_seed(training_args.seed)  # before the model is built, so its initial weights follow the seed too
-    data = load_captioning_data(data_args)
-    if model_args.model_name_or_path:
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
-        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
-    elif training_args.scst:
-        raise ValueError("--scst starts from a cross-entropy checkpoint: pass it as --model_name_or_path.")
-    else:
-        processor = build_processor(data["train"], model_args)
-        config = m2_config_for(model_args.model_size, len(processor.tokenizer), model_args.image_size, processor.tokenizer)
-        model = M2ForConditionalGeneration(config)
-        processor.image_processor.max_regions = config.max_regions
-
-    test = data["test"]
-    if data_args.max_test_images:
-        test = test.select(range(min(len(test), data_args.max_test_images)))
-    references = test["captions"]
-
-    def caption_test_images() -> list[str]:
-        return generate_captions(
-            model, processor, test["image"], num_beams=training_args.num_beams,
-            max_new_tokens=training_args.max_new_tokens, length_penalty=0.0,
-        )
-
-    results = {}
-    if training_args.scst:
-        results["cross_entropy_model"] = caption_metrics(caption_test_images(), references, meteor=False)
-        trainer = self_critical_trainer(model, processor, data, training_args)
-    else:
-        trainer = cross_entropy_trainer(model, processor, data, training_args)
-    logger.info("M² with %.2fM parameters, learning rate %.2e", model.num_parameters() / 1e6, trainer.args.learning_rate)
-    train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
-    history = [entry for entry in trainer.state.log_history if "loss" in entry]
-
-    predictions = caption_test_images()
-    constant = best_constant_caption([c for caps in data["train"]["captions"] for c in caps], data["validation"]["captions"])
-    retrieved = nearest_neighbour_captions(data["train"], test["image"])
-    results |= {
-        "model": caption_metrics(predictions, references, meteor=training_args.meteor),
-        "constant_caption_baseline": caption_metrics([constant] * len(test), references, meteor=False),
-        "nearest_neighbour_baseline": caption_metrics(retrieved, references, meteor=False),
-        "constant_caption": constant,
-        "stage": "self-critical" if training_args.scst else "cross-entropy",
-        "train_loss_first": history[0]["loss"] if history else None,
-        "train_loss_last": history[-1]["loss"] if history else None,
-        "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "num_parameters": model.num_parameters(),
-        "dataset": data_args.dataset_name,
-        "test_images": len(test),
-        "examples": [{"generated": p, "references": r} for p, r in zip(predictions[:8], references[:8])],
-    }
-    if trainer.is_world_process_zero():
-        out = Path(training_args.output_dir)
-        trainer.save_model(str(out))
-        processor.save_pretrained(str(out))
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        captioned_image_grid(
-            test["image"][:12],
-            [[("M2", p), ("ref", r[0])] for p, r in zip(predictions[:12], references[:12])],
-            out / "test_captions.png",
-            title=f"M2 on {data_args.dataset_name} test images: CIDEr-D {100 * results['model']['cider_d']:.1f}",
-        )
-        logger.info("Saved model, processor, results.json and test_captions.png to %s", out)
-    return results
+    return CAPTIONING_RECIPE.run(model_args, data_args, training_args)
 
 
-def results_table(results: dict) -> str:
-    rows = [("M²" + (" after SCST" if "cross_entropy_model" in results else ""), results["model"])]
-    if "cross_entropy_model" in results:
-        rows.append(("M² cross-entropy checkpoint", results["cross_entropy_model"]))
-    rows += [("best constant caption", results["constant_caption_baseline"]),
-             ("nearest neighbour (pixels)", results["nearest_neighbour_baseline"])]
-    lines = ["| captioner | BLEU-1 | BLEU-4 | ROUGE-L | CIDEr-D |", "|---|---|---|---|---|"]
-    for name, m in rows:
-        lines.append(f"| {name} | {100 * m['bleu_1']:.1f} | {100 * m['bleu_4']:.1f} | {100 * m['rouge_l']:.1f} | {100 * m['cider_d']:.1f} |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Command line of `examples/run_captioning.py` and `hf-mmdl captioning`: every TrainingArguments flag plus the
-    model and data flags above."""
-    parser = HfArgumentParser((CaptioningModelArguments, CaptioningDataArguments, CaptioningTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    results = run_captioning(model_args, data_args, training_args)
-    print(results_table(results))
-    print(f"Saved to {training_args.output_dir}")
-    return results
+main = CAPTIONING_RECIPE.main
 
 
 __all__ = [
+    "CAPTIONING_RECIPE",
     "CaptionPairCollator",
+    "CaptioningRecipe",
     "CaptioningDataArguments",
     "CaptioningModelArguments",
     "CaptioningTrainingArguments",
@@ -372,6 +338,5 @@ __all__ = [
     "generate_captions",
     "m2_config_for",
     "nearest_neighbour_captions",
-    "results_table",
     "run_captioning",
 ]

@@ -1,5 +1,5 @@
 """Training a small GLIDE on the built-in one-object scenes, fine-tuning it for inpainting, and scoring its samples
-and edits with the scene analyser (glide.md §6), shared by `examples/run_text_to_image.py`.
+and edits with the scene analyser, shared by `examples/run_text_to_image.py` and `hf-mmdl train glide`.
 
 The proof asked of a text-to-image model: for fixed prompts, the share of samples whose object has the prompted
 colour and position, at guidance 0 (unconditional), 1 and 3, against chance (1/6 colours, 1/4 positions). Of the
@@ -8,19 +8,21 @@ colour, and the largest change outside the mask (which must be none).
 """
 
 import dataclasses
-import json
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
 
+from ..architectures.glide import text_to_image_results_table
+from ..data import load_caption_dataset
 from ..data.scenes import COLOURS
 from ..data.text_to_image import (
     POSITIONS,
@@ -31,11 +33,13 @@ from ..data.text_to_image import (
     render_prompt_scene,
     scene_caption,
 )
-from ..modeling import GlideConfig, GlideModel, GlideTextConfig, inpainting_model_from
+from ..modeling import GlideModel, inpainting_model_from
+from ..modeling.configuration_glide import glide_config_for
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideImageProcessor, GlideProcessor, train_caption_tokenizer
 from ..visualization import image_grid
-from .common import EMACallback, refuse_fsdp_on_cpu, resolve_checkpoint
+from .common import EMACallback
+from .recipe import Recipe, training_summary
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +47,12 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TextToImageArguments:
     dataset_name: str = field(default="scenes", metadata={
-        "help": "'scenes' (one-object scenes scored by the analyser, then the inpainting fine-tune) or 'twemoji' "
-                "(emoji names, samples scored by nearest-neighbour retrieval among the emoji)."})
+        "help": "'scenes' (one-object scenes scored by the analyser, then the inpainting fine-tune), 'twemoji' "
+                "(emoji names), or any datasets Hub name / local folder with an image and a caption column; all but "
+                "the scenes are scored by nearest-neighbour retrieval among the training images."})
+    image_column: str = field(default="image", metadata={"help": "Image column of a non-built-in dataset."})
+    caption_column: str = field(default="captions", metadata={
+        "help": "Caption column (a string, or a list whose first caption is used) of a non-built-in dataset."})
     model_size: str = field(default="small", metadata={
         "help": "'tiny' (tests), 'small' (glide.md §6, CPU) or 'small-deep' (one more level, 4×4)."})
     prediction_type: str = field(default="v_prediction", metadata={
@@ -77,26 +85,6 @@ class TextToImageTrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = "none"
     remove_unused_columns: bool = False
     dataloader_num_workers: int = 0
-
-
-def glide_config_for(size: str, vocab_size: int, pad_token_id: int, image_size: int, text_ctx: int = 12,
-                     prediction_type: str = "epsilon") -> GlideConfig:
-    """glide.md §6: 'small' = C 32, mult (1, 2, 2), 1 res block, attention at 8×8 and the middle, text 128 × 2.
-    'small-deep' adds a 4×4 level (attention at 8×8, 4×4 and the middle), for comparing depth; with ε it did not
-    learn position either (README: GLIDE, measured), which v-prediction, not depth, fixed."""
-    small_text = dict(width=128, num_layers=2, num_attention_heads=4)
-    sizes = {
-        "small": (small_text, dict(model_channels=32, channel_mult=(1, 2, 2)), (4,)),
-        "small-deep": (small_text, dict(model_channels=32, channel_mult=(1, 2, 2, 2)), (4, 8)),
-        "tiny": (dict(width=32, num_layers=1, num_attention_heads=2), dict(model_channels=32, channel_mult=(1, 2)), (2,)),
-    }
-    if size not in sizes:
-        raise ValueError(f"model_size must be one of {sorted(sizes)}, got {size!r}.")
-    text, unet, attention_downsampling = sizes[size]
-    text_config = GlideTextConfig(vocab_size=vocab_size, text_ctx=text_ctx, pad_token_id=pad_token_id, **text)
-    return GlideConfig(text_config=text_config, image_size=image_size, num_res_blocks=1,
-                       attention_resolutions=tuple(image_size // d for d in attention_downsampling),
-                       num_head_channels=32, dropout=0.0, prediction_type=prediction_type, **unet)
 
 
 class CaptionedImageCollator:
@@ -229,119 +217,143 @@ def resume_point(training_args: TrainingArguments) -> str | None:
 
 def train_glide(model: GlideModel, args: TextToImageArguments, training_args: TrainingArguments, train_dataset,
                 collator, checkpoint: str | None) -> tuple[Trainer, dict]:
+    """A further training stage (the inpainting fine-tune) with its own Trainer, weight average and summary."""
     callbacks = [EMACallback(model, args.ema_decay, resume_from=checkpoint)] if args.ema_decay else []
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=collator, callbacks=callbacks)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return trainer, {"train_runtime_s": train_result.metrics.get("train_runtime"), "train_epochs": trainer.state.epoch,
-                     "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
+    return trainer, training_summary(trainer, train_result, model)
+
+
+class TextToImageRecipe(Recipe):
+    """GLIDE's training (§2–3): the hybrid loss on captioned images with 20 % caption dropout and a weight average;
+    samples for fixed prompts scored at each guidance scale against chance (the scene analyser on the built-in
+    scenes, nearest-neighbour retrieval among the training images otherwise); on the scenes, the inpainting
+    fine-tune (§4.3) scored on recolouring edits."""
+
+    name = "glide"
+    description = ("Train a small GLIDE on captioned images (built-in scenes by default), score guided samples against "
+                   "chance, fine-tune it for inpainting and score edits.")
+    argument_classes = {"options": TextToImageArguments, "training": TextToImageTrainingArguments}
+
+    def load_data(self, args):
+        options = args.options
+        if options.dataset_name == "scenes":
+            return load_text_to_image_scenes(options.num_train_images, 8, options.image_size, seed=args.training.seed)
+        if options.dataset_name == "twemoji":
+            return datasets.DatasetDict({"train": load_twemoji_text_to_image(options.image_size, limit=options.num_train_images)})
+        try:
+            data = load_caption_dataset(options.dataset_name, options.image_column, options.caption_column)
+        except OSError as error:
+            raise ValueError(f"dataset_name must be 'scenes' or 'twemoji' (built in), or a datasets Hub name / local "
+                             f"folder with image and caption columns; {options.dataset_name!r} could not be loaded "
+                             f"({error}).") from error
+        train = data["train"].select(range(min(len(data["train"]), options.num_train_images)))
+        return datasets.DatasetDict({"train": train.map(lambda row: {"caption": row["captions"][0]},
+                                                        remove_columns=["captions"])})
+
+    def build(self, args, data):
+        options = args.options
+        tokenizer = train_caption_tokenizer(data["train"]["caption"], min_count=1)
+        config = glide_config_for(options.model_size, len(tokenizer), tokenizer.pad_token_id, options.image_size,
+                                  prediction_type=options.prediction_type)
+        side = options.image_size
+        processor = GlideProcessor(
+            GlideImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
+            tokenizer, text_ctx=config.text_config.text_ctx,
+        )
+        return GlideModel(config), processor
+
+    def collator(self, args, processor, data):
+        return CaptionedImageCollator(processor)
+
+    def callbacks(self, args, model, processor, data, checkpoint):
+        return [EMACallback(model, args.options.ema_decay, resume_from=checkpoint)] if args.options.ema_decay else []
+
+    def evaluate(self, args, trainer, model, processor, data):
+        options = args.options
+        model.cpu().eval()
+        args.pipe = GlidePipeline(glide=model, tokenizer=processor.tokenizer, scheduler=glide_scheduler(model))
+        args.pipe.set_progress_bar_config(disable=True)
+        args.scales = [float(s) for s in options.guidance_scales.split(",")]
+        train = data["train"]
+        if options.dataset_name == "scenes":
+            scene_prompts = evaluation_prompts(options.num_eval_prompts)
+            prompts = [scene_caption(*p) for p in scene_prompts]
+            scores, args.samples = score_guidance(args.pipe, scene_prompts, args.scales, options.sampling_steps)
+            chance = {"colour_accuracy": 1 / len(COLOURS), "position_accuracy": 1 / len(POSITIONS)}
+        else:
+            names = train["caption"]
+            references = processor.postprocess(processor(images=train["image"])["pixel_values"])
+            prompts = random.Random(0).sample(names, min(options.num_eval_prompts, len(names)))
+            scores, args.samples = score_retrieval(args.pipe, prompts, references, names, args.scales, options.sampling_steps)
+            chance = {"retrieval_top1": 1 / len(names), "retrieval_top10": min(1.0, 10 / len(names))}
+        results = {"dataset": options.dataset_name, "image_size": options.image_size,
+                   "chance": chance, "guidance": scores, "sampling_steps": options.sampling_steps, "prompts": prompts}
+        if options.inpaint_steps and options.dataset_name == "scenes":
+            results["inpainting"] = self.fine_tune_for_inpainting(args, model, processor, data)
+        return results
+
+    def fine_tune_for_inpainting(self, args, model, processor, data) -> dict:
+        """GLIDE §4.3: the trained model with 4 more input channels (zero-initialised) fine-tuned on randomly erased
+        regions, then scored on recolouring edits of the object's quadrant."""
+        out = Path(args.training.output_dir)
+        inpaint_args = dataclasses.replace(args.training, output_dir=str(out / "inpaint"), max_steps=args.options.inpaint_steps)
+        inpainter = inpainting_model_from(model).train()
+        _, training = train_glide(inpainter, args.options, inpaint_args, data["train"], self.collator(args, processor, data),
+                                  resume_point(inpaint_args))
+        inpainter.cpu().eval()
+        args.inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=processor.tokenizer,
+                                                 scheduler=glide_scheduler(inpainter))
+        args.inpaint_pipe.set_progress_bar_config(disable=True)
+        args.edit_cases = edit_cases(args.options.num_edits)
+        edit_scores, args.edits = score_editing(args.inpaint_pipe, args.edit_cases, args.scales, args.options.sampling_steps)
+        return {**training, "chance": {"colour_accuracy": 1 / (len(COLOURS) - 1)}, "guidance": edit_scores,
+                "prompts": [c.prompt for c in args.edit_cases]}
+
+    def save(self, args, trainer, model, processor, out):
+        args.pipe.save_pretrained(out)
+        processor.save_pretrained(out / "processor")
+        if hasattr(args, "inpaint_pipe"):
+            args.inpaint_pipe.save_pretrained(out / "inpaint")
+
+    def result_folders(self, args, out):
+        return [out, out / "inpaint"] if hasattr(args, "inpaint_pipe") else [out]
+
+    def figures(self, args, model, processor, data, results, out):
+        figures = [image_grid([args.samples[s][:12] for s in args.scales], out / "samples_by_guidance.png",
+                              [f"guidance {s:g}" for s in args.scales], title="GLIDE samples for the same prompts and noise")]
+        if hasattr(args, "inpaint_pipe"):
+            figures.append(save_edit_grid(args.edit_cases[:12], {s: args.edits[s][:12] for s in args.scales},
+                                          model.config.image_size, out / "edits.png"))
+        return figures
+
+    results_table = staticmethod(text_to_image_results_table)
+
+
+TEXT_TO_IMAGE_RECIPE = TextToImageRecipe()
 
 
 def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrainingArguments) -> dict:
-    """Train a small GLIDE on the built-in scenes with the hybrid loss and caption dropout, score samples at each
-    guidance scale, then fine-tune it for inpainting and score recolouring edits. Saves the text-to-image pipeline
-    in output_dir and the inpainting one in output_dir/inpaint (both `from_pretrained`-loadable), `results.json`,
-    and grids of samples per guidance scale and of edits."""
-    refuse_fsdp_on_cpu(training_args)
-    if args.dataset_name not in ("scenes", "twemoji"):
-        raise ValueError(f"dataset_name must be 'scenes' or 'twemoji', got {args.dataset_name!r}.")
-    set_seed(training_args.seed)
-    if args.dataset_name == "scenes":
-        train_dataset = load_text_to_image_scenes(args.num_train_images, 8, args.image_size, seed=training_args.seed)["train"]
-    else:
-        train_dataset = load_twemoji_text_to_image(args.image_size, limit=args.num_train_images)
-    tokenizer = train_caption_tokenizer(train_dataset["caption"], min_count=1)
-    config = glide_config_for(args.model_size, len(tokenizer), tokenizer.pad_token_id, args.image_size,
-                              prediction_type=args.prediction_type)
-    processor = GlideProcessor(
-        GlideImageProcessor(size={"shortest_edge": args.image_size}, crop_size={"height": args.image_size, "width": args.image_size}),
-        tokenizer, text_ctx=config.text_config.text_ctx,
-    )
-    model = GlideModel(config)
-    logger.info("GLIDE with %.2fM parameters", model.num_parameters() / 1e6)
-    collator = CaptionedImageCollator(processor)
-    trainer, training = train_glide(model, args, training_args, train_dataset, collator, resolve_checkpoint(training_args))
-
-    model.cpu().eval()
-    pipe = GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
-    pipe.set_progress_bar_config(disable=True)
-    scales = [float(s) for s in args.guidance_scales.split(",")]
-    if args.dataset_name == "scenes":
-        scene_prompts = evaluation_prompts(args.num_eval_prompts)
-        prompts = [scene_caption(*p) for p in scene_prompts]
-        scores, samples = score_guidance(pipe, scene_prompts, scales, args.sampling_steps)
-        chance = {"colour_accuracy": 1 / len(COLOURS), "position_accuracy": 1 / len(POSITIONS)}
-    else:
-        names = train_dataset["caption"]
-        prompts = random.Random(0).sample(names, min(args.num_eval_prompts, len(names)))
-        scores, samples = score_retrieval(pipe, prompts, train_dataset["image"], names, scales, args.sampling_steps)
-        chance = {"retrieval_top1": 1 / len(names), "retrieval_top10": min(1.0, 10 / len(names))}
-    results = {
-        "num_parameters": model.num_parameters(),
-        "dataset": args.dataset_name,
-        "image_size": args.image_size,
-        **training,
-        "chance": chance,
-        "guidance": scores,
-        "sampling_steps": args.sampling_steps,
-        "prompts": prompts,
-    }
-    out = Path(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        pipe.save_pretrained(out)
-        processor.save_pretrained(out / "processor")
-        image_grid([samples[s][:12] for s in scales], out / "samples_by_guidance.png",
-                   [f"guidance {s:g}" for s in scales], title="GLIDE samples for the same prompts and noise")
-
-    fine_tune_inpainting = bool(args.inpaint_steps) and args.dataset_name == "scenes"
-    if fine_tune_inpainting:
-        inpaint_args = dataclasses.replace(training_args, output_dir=str(out / "inpaint"), max_steps=args.inpaint_steps)
-        inpainter = inpainting_model_from(model).train()
-        trainer, training = train_glide(inpainter, args, inpaint_args, train_dataset, collator, resume_point(inpaint_args))
-        inpainter.cpu().eval()
-        inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=tokenizer, scheduler=glide_scheduler(inpainter))
-        inpaint_pipe.set_progress_bar_config(disable=True)
-        cases = edit_cases(args.num_edits)
-        edit_scores, edits = score_editing(inpaint_pipe, cases, scales, args.sampling_steps)
-        results["inpainting"] = {**training, "chance": {"colour_accuracy": 1 / (len(COLOURS) - 1)}, "guidance": edit_scores,
-                                 "prompts": [c.prompt for c in cases]}
-        if trainer.is_world_process_zero():
-            inpaint_pipe.save_pretrained(out / "inpaint")
-            shown = cases[:12]
-            save_edit_grid(shown, {s: edits[s][:12] for s in scales}, config.image_size, out / "edits.png")
-    if trainer.is_world_process_zero():
-        for folder in [out, out / "inpaint"] if fine_tune_inpainting else [out]:
-            (folder / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+    """Train a small GLIDE with the hybrid loss and caption dropout, score samples at each guidance scale, then (on
+    the scenes) fine-tune it for inpainting and score recolouring edits. Saves the text-to-image pipeline in
+    output_dir and the inpainting one in output_dir/inpaint (both `from_pretrained`-loadable), `results.json`, and
+    grids of samples per guidance scale and of edits."""
+    return TEXT_TO_IMAGE_RECIPE.run(args, training_args)
 
 
-METRIC_LABELS = {
-    "colour_accuracy": "colour accuracy",
-    "position_accuracy": "position accuracy",
-    "retrieval_top1": "nearest emoji is the prompted one",
-    "retrieval_top10": "prompted emoji among the 10 nearest",
-}
+main = TEXT_TO_IMAGE_RECIPE.main
 
 
-def results_table(results: dict) -> str:
-    """Markdown: the sample scores per guidance scale against chance, and the inpainting edits."""
-    metrics = list(results["chance"])
-    lines = ["| samples at guidance | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    lines += [f"| {scale} | " + " | ".join(f"{s[m]:.1%}" for m in metrics) + " |" for scale, s in results["guidance"].items()]
-    lines.append("| chance | " + " | ".join(f"{results['chance'][m]:.1%}" for m in metrics) + " |")
-    if "inpainting" in results:
-        edits = results["inpainting"]
-        lines += ["", "| edits at guidance | prompted colour | object kept in its quadrant | largest change outside the mask |",
-                  "|---|---|---|---|"]
-        lines += [f"| {scale} | {s['colour_accuracy']:.1%} | {s['position_kept']:.1%} | {s['max_change_outside_mask']} |"
-                  for scale, s in edits["guidance"].items()]
-        lines.append(f"| chance | {edits['chance']['colour_accuracy']:.1%} | | |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Command line of `examples/run_text_to_image.py`."""
-    args, training_args = HfArgumentParser((TextToImageArguments, TextToImageTrainingArguments)).parse_args_into_dataclasses(args=argv)
-    results = run_text_to_image(args, training_args)
-    print(results_table(results))
-    return results
+__all__ = [
+    "TEXT_TO_IMAGE_RECIPE",
+    "EditCase",
+    "TextToImageArguments",
+    "TextToImageRecipe",
+    "TextToImageTrainingArguments",
+    "edit_cases",
+    "glide_config_for",
+    "run_text_to_image",
+    "score_editing",
+    "score_guidance",
+    "score_retrieval",
+]
