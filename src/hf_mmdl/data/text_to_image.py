@@ -1,5 +1,5 @@
 """Captioned one-object scenes for text-to-image training, and the deterministic analyser that scores generated
-images: which colour the object has and where it is (glide.md §6).
+images: which colour the object has and where it is.
 
 Each image holds one shape (circle, square or triangle) of one of the six scene colours in one of four quadrants,
 on the scenes' dark background; its caption names all three ("a red circle in the top left"). Reading a generated

@@ -51,10 +51,10 @@ class TextToImageArguments:
                 "(emoji names), or any datasets Hub name / local folder with an image and a caption column; all but "
                 "the scenes are scored by nearest-neighbour retrieval among the training images."})
     image_column: str = field(default="image", metadata={"help": "Image column of a non-built-in dataset."})
-    caption_column: str = field(default="captions", metadata={
+    captions_column: str = field(default="captions", metadata={
         "help": "Caption column (a string, or a list whose first caption is used) of a non-built-in dataset."})
     model_size: str = field(default="small", metadata={
-        "help": "'tiny' (tests), 'small' (glide.md §6, CPU) or 'small-deep' (one more level, 4×4)."})
+        "help": "'tiny' (tests), 'small' (2 CPU cores in minutes) or 'small-deep' (one more level, 4×4)."})
     prediction_type: str = field(default="v_prediction", metadata={
         "help": "What the UNet predicts and L_simple regresses: 'v_prediction' (default here) or 'epsilon' (GLIDE's). "
                 "At this scale ε leaves background and position to chance (README: GLIDE, measured)."})
@@ -242,12 +242,14 @@ class TextToImageRecipe(Recipe):
         if options.dataset_name == "twemoji":
             return datasets.DatasetDict({"train": load_twemoji_text_to_image(options.image_size, limit=options.num_train_images)})
         try:
-            data = load_caption_dataset(options.dataset_name, options.image_column, options.caption_column)
+            data = load_caption_dataset(options.dataset_name, options.image_column, options.captions_column)
         except OSError as error:
             raise ValueError(f"dataset_name must be 'scenes' or 'twemoji' (built in), or a datasets Hub name / local "
                              f"folder with image and caption columns; {options.dataset_name!r} could not be loaded "
                              f"({error}).") from error
-        train = data["train"].select(range(min(len(data["train"]), options.num_train_images)))
+        # Samples are scored by retrieval among the training images, so every split is trained on.
+        train = datasets.concatenate_datasets(list(data.values()))
+        train = train.select(range(min(len(train), options.num_train_images)))
         return datasets.DatasetDict({"train": train.map(lambda row: {"caption": row["captions"][0]},
                                                         remove_columns=["captions"])})
 
