@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, AutoProcessor, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers import AutoModel, AutoProcessor, TrainerCallback
+from transformers.trainer_utils import SchedulerType
 
 from ..data import load_image_dataset
 from ..architectures.autoencoders import autoencoder_results_table
@@ -25,7 +25,7 @@ from ..modeling.configuration_vae import image_vae_config_for
 from ..processing import DiscreteVAEImageProcessor, ImageVAEImageProcessor
 from ..visualization import image_grid, line_chart
 from .common import ScheduleStepCallback
-from .recipe import Recipe
+from .recipe import Recipe, RecipeTrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class AutoencoderDataArguments:
 
 
 @dataclass
-class AutoencoderTrainingArguments(TrainingArguments):
+class AutoencoderTrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="outputs/autoencoder")
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 128
@@ -83,13 +83,6 @@ class AutoencoderTrainingArguments(TrainingArguments):
     max_steps: int = 1200
     lr_scheduler_type: SchedulerType | str = "cosine_with_min_lr"
     lr_scheduler_kwargs: dict | str | None = field(default_factory=lambda: {"min_lr": 1e-5})
-    logging_steps: float = 50
-    eval_strategy: IntervalStrategy | str = "no"
-    save_strategy: SaveStrategy | str = "no"
-    save_total_limit: int | None = 1
-    report_to: None | str | list[str] = "none"
-    remove_unused_columns: bool = False
-    dataloader_num_workers: int = 0
     track_every: int = field(
         default=100, metadata={"help": "Steps between held-out reconstruction checks (soft vs hard for the dVAE)."}
     )

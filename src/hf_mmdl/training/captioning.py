@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..data import load_caption_dataset
@@ -20,7 +20,7 @@ from ..modeling import M2ForConditionalGeneration
 from ..modeling.configuration_m2 import m2_config_for
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..visualization import captioned_image_grid
-from .recipe import Recipe
+from .recipe import Recipe, RecipeTrainingArguments
 from .scst import SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class CaptioningDataArguments:
 
 
 @dataclass
-class CaptioningTrainingArguments(TrainingArguments):
+class CaptioningTrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="outputs/m2-captioning")
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
@@ -62,13 +62,8 @@ class CaptioningTrainingArguments(TrainingArguments):
     warmup_steps: float = 500
     adam_beta2: float = 0.98
     lr_scheduler_type: SchedulerType | str = "inverse_sqrt"
-    logging_steps: float = 50
     eval_strategy: IntervalStrategy | str = "epoch"
     save_strategy: SaveStrategy | str = "epoch"
-    save_total_limit: int | None = 1
-    report_to: None | str | list[str] = "none"
-    remove_unused_columns: bool = False
-    dataloader_num_workers: int = 0
     paper_schedule: bool = field(
         default=True,
         metadata={

@@ -10,15 +10,33 @@ import json
 import logging
 import sys
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
-from transformers import HfArgumentParser, PreTrainedModel, ProcessorMixin, Trainer, set_seed
+from transformers import HfArgumentParser, PreTrainedModel, ProcessorMixin, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .common import refuse_fsdp_on_cpu, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the defaults every recipe shares: no experiment tracker, the processor's collator
+    sees whole dataset rows, data loading in the main process (CPU-friendly), logs every 50 steps, no evaluation
+    or checkpoint unless asked for, and at most one checkpoint kept. Each recipe subclasses it with its own
+    optimisation defaults."""
+
+    logging_steps: float = 50
+    eval_strategy: IntervalStrategy | str = "no"
+    save_strategy: SaveStrategy | str = "no"
+    save_total_limit: int | None = 1
+    report_to: None | str | list[str] = "none"
+    remove_unused_columns: bool = False
+    dataloader_num_workers: int = 0
 
 
 class RunArguments(SimpleNamespace):
@@ -155,4 +173,4 @@ def training_summary(trainer: Trainer, train_result, model) -> dict:
     }
 
 
-__all__ = ["Recipe", "RunArguments", "training_summary"]
+__all__ = ["Recipe", "RecipeTrainingArguments", "RunArguments", "training_summary"]

@@ -19,7 +19,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType, get_last_checkpoint
+from transformers.trainer_utils import SchedulerType, get_last_checkpoint
 
 from ..architectures.glide import text_to_image_results_table
 from ..data import load_caption_dataset
@@ -39,7 +39,7 @@ from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideImageProcessor, GlideProcessor, train_caption_tokenizer
 from ..visualization import image_grid
 from .common import EMACallback
-from .recipe import Recipe, training_summary
+from .recipe import Recipe, RecipeTrainingArguments, training_summary
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +71,13 @@ class TextToImageArguments:
 
 
 @dataclass
-class TextToImageTrainingArguments(TrainingArguments):
+class TextToImageTrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="outputs/glide-scenes")
     per_device_train_batch_size: int = 16
     learning_rate: float = 6e-4
     max_steps: int = 4000
     warmup_steps: float = 100
     lr_scheduler_type: SchedulerType | str = "cosine"
-    logging_steps: float = 50
-    eval_strategy: IntervalStrategy | str = "no"
-    save_strategy: SaveStrategy | str = "no"
-    save_total_limit: int | None = 1
-    report_to: None | str | list[str] = "none"
-    remove_unused_columns: bool = False
-    dataloader_num_workers: int = 0
 
 
 class CaptionedImageCollator:
