@@ -263,7 +263,7 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     trainer, training = train_glide(model, args, training_args, train_dataset, collator, resolve_checkpoint(training_args))
 
     model.cpu().eval()
-    pipe = GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+    pipe = GlidePipeline(glide=model, processor=processor, scheduler=glide_scheduler(model))
     pipe.set_progress_bar_config(disable=True)
     scales = [float(s) for s in args.guidance_scales.split(",")]
     if args.dataset_name == "scenes":
@@ -289,7 +289,6 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
     out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         pipe.save_pretrained(out)
-        processor.save_pretrained(out / "processor")
         image_grid([samples[s][:12] for s in scales], out / "samples_by_guidance.png",
                    [f"guidance {s:g}" for s in scales], title="GLIDE samples for the same prompts and noise")
 
@@ -299,7 +298,7 @@ def run_text_to_image(args: TextToImageArguments, training_args: TextToImageTrai
         inpainter = inpainting_model_from(model).train()
         trainer, training = train_glide(inpainter, args, inpaint_args, train_dataset, collator, resume_point(inpaint_args))
         inpainter.cpu().eval()
-        inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=tokenizer, scheduler=glide_scheduler(inpainter))
+        inpaint_pipe = GlideInpaintPipeline(glide=inpainter, processor=processor, scheduler=glide_scheduler(inpainter))
         inpaint_pipe.set_progress_bar_config(disable=True)
         cases = edit_cases(args.num_edits)
         edit_scores, edits = score_editing(inpaint_pipe, cases, scales, args.sampling_steps)
