@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from hf_mmdl import M2ForConditionalGeneration
-from hf_mmdl.modeling import ImageVAEModel
-from hf_mmdl.modeling.modeling_dvae import map_pixels
+from hf_mmdl.modeling import ImageVAEModel, map_pixels
 from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline, glide_fast_scheduler, glide_scheduler
 from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 from hf_mmdl.training.autoencoder import AutoencoderDataArguments, AutoencoderModelArguments, AutoencoderTrainingArguments, run_autoencoder
