@@ -61,10 +61,10 @@ class GlideImageProcessor(AutoencoderImageProcessor):
     def preprocess_mask(self, masks) -> torch.Tensor:
         """Edit masks → GLIDE's `inpaint_mask` of shape (batch, 1, height, width), 1 on KNOWN pixels (GLIDE §4.3
         feeds the model the known region). The package decides mask polarity here and nowhere else: white, True or
-        1 marks the region to REPAINT (diffusers' convention). Accepted per mask: a PIL image (grey level ≥ 128 =
-        repaint), a bool array or tensor (True = repaint), a uint8 array (0-255) or a float array in [0, 1], each
-        resized with NEAREST to the crop size; a list of them, or a 4-D stack, is a batch. Other inputs raise the
-        `ValueError`s of the image path."""
+        1 marks the region to REPAINT (diffusers' convention). Accepted per mask: a PIL image or a uint8 array
+        (grey level ≥ 128 = repaint), a bool array or tensor (True = repaint), a float array or tensor in [0, 1]
+        (≥ 0.5 = repaint), each resized with NEAREST to the crop size; a list of them, or a 4-D stack, is a batch.
+        Other inputs raise the `ValueError`s of the image path."""
         mask_processor = AutoencoderImageProcessor(
             image_mode="L", size=self.size, crop_size=self.crop_size, do_normalize=False, resample=PILImageResampling.NEAREST
         )
