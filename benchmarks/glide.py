@@ -46,7 +46,7 @@ from hf_mmdl.data.scenes import COLOURS
 from hf_mmdl.data.text_to_image import POSITIONS, PROMPT_SHAPES, scene_caption
 from hf_mmdl.modeling import GlideModel
 from hf_mmdl.pipelines import GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
-from hf_mmdl.processing import train_caption_tokenizer
+from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 from hf_mmdl.training.text_to_image import evaluation_prompts, glide_config_for, score_guidance
 
 GUIDANCE = 3.0
@@ -82,7 +82,8 @@ def random_pipeline(size: str, image_size: int, seed: int) -> GlidePipeline:
     # ADM zero-initialises the output convolution; left so, every output is 0 and part 3's difference would be 0
     # whatever the two UNets computed.
     torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    return GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+    return GlidePipeline(glide=model, processor=GlideProcessor.for_config(model.config, tokenizer),
+                         scheduler=glide_scheduler(model))
 
 
 def load_pipeline(path: Path) -> GlidePipeline | None:
@@ -108,13 +109,14 @@ def benchmark_unet_calls(pipe: GlidePipeline, batch: int, steps: int, repeats: i
     """Parts 1 and 3 in one set of interleaved rounds, so that their shared baseline is measured once."""
     model = pipe.glide
     captions = [scene_caption(*p) for p in evaluation_prompts(batch, seed)]
-    ancestral = GlidePipeline(glide=model, tokenizer=pipe.tokenizer, scheduler=glide_scheduler(model))
-    fast = GlidePipeline(glide=model, tokenizer=pipe.tokenizer, scheduler=glide_fast_scheduler(model))
+    ancestral = GlidePipeline(glide=model, processor=pipe.processor, scheduler=glide_scheduler(model))
+    fast = GlidePipeline(glide=model, processor=pipe.processor, scheduler=glide_fast_scheduler(model))
     for p in (ancestral, fast):
         p.set_progress_bar_config(disable=True)
 
     # What the pipeline's loop feeds the UNet at guidance ≠ 1: prompts then empty captions, the noise twice.
-    input_ids, mask = ancestral.tokenize(captions + [""] * batch)
+    captions_then_empty = pipe.processor(text=captions + [""] * batch)
+    input_ids, mask = captions_then_empty["input_ids"], captions_then_empty["attention_mask"]
     text = model.encode_text(input_ids, mask)
     size = model.config.image_size
     noise = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
@@ -185,7 +187,7 @@ def benchmark_samplers(pipe: GlidePipeline, num_prompts: int, samplers: dict[str
     prompts = evaluation_prompts(num_prompts)
     results = {}
     for name, scheduler in (("ancestral", glide_scheduler(model)), ("fast", glide_fast_scheduler(model))):
-        runner = GlidePipeline(glide=model, tokenizer=pipe.tokenizer, scheduler=scheduler)
+        runner = GlidePipeline(glide=model, processor=pipe.processor, scheduler=scheduler)
         runner.set_progress_bar_config(disable=True)
         start = time.perf_counter()
         scores, _ = score_guidance(runner, prompts, [GUIDANCE], samplers[name], seed)

@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from hf_mmdl import M2ForConditionalGeneration
-from hf_mmdl.modeling import ImageVAEModel
-from hf_mmdl.modeling.modeling_dvae import map_pixels
+from hf_mmdl.modeling import ImageVAEModel, map_pixels
 from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline, glide_fast_scheduler, glide_scheduler
-from hf_mmdl.processing import train_caption_tokenizer
+from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 from hf_mmdl.training.autoencoder import AutoencoderDataArguments, AutoencoderModelArguments, AutoencoderTrainingArguments, run_autoencoder
 from hf_mmdl.training.captioning import CaptioningModelArguments, CaptioningTrainingArguments, run_captioning
 from hf_mmdl.training.text_to_image import TextToImageArguments, TextToImageTrainingArguments, run_text_to_image
@@ -36,7 +35,8 @@ def tiny_pipeline(pipeline=GlidePipeline, **overrides):
     model = tiny_glide(text_config=dict(vocab_size=len(tokenizer), text_ctx=8, width=32, num_layers=1,
                                         num_attention_heads=2, pad_token_id=tokenizer.pad_token_id), **overrides)
     torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    return pipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+    return pipeline(glide=model, processor=GlideProcessor.for_config(model.config, tokenizer),
+                    scheduler=glide_scheduler(model))
 
 
 def fixed_batches(tokenizer):

@@ -14,7 +14,7 @@ from hf_mmdl.data.scenes import COLOURS
 from hf_mmdl.data.text_to_image import POSITIONS, PROMPT_SHAPES, scene_caption
 from hf_mmdl.modeling import GlideModel
 from hf_mmdl.pipelines import GlidePipeline, glide_scheduler
-from hf_mmdl.processing import train_caption_tokenizer
+from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 from hf_mmdl.training.text_to_image import glide_config_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "glide.py"
@@ -34,7 +34,8 @@ def save_tiny_pipeline(path: Path) -> None:
     model = GlideModel(glide_config_for("tiny", len(tokenizer), tokenizer.pad_token_id, 16)).eval()
     # A zero output convolution (ADM's init) would make every output 0 and the exact-match check empty.
     torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model)).save_pretrained(path)
+    GlidePipeline(glide=model, processor=GlideProcessor.for_config(model.config, tokenizer),
+                  scheduler=glide_scheduler(model)).save_pretrained(path)
 
 
 def test_quick_benchmark_reports_all_three_comparisons_on_a_saved_pipeline(tmp_path):

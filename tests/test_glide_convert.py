@@ -233,7 +233,7 @@ def test_converted_folder_loads_as_a_pipeline(tmp_path):
     out = convert_glide_checkpoint(checkpoint, tmp_path / "out", config=model.config,
                                    tokenizer_dir=write_bpe_files(tmp_path / "bpe"))
     pipe = GlidePipeline.from_pretrained(out)
-    assert pipe.tokenizer("ab", add_special_tokens=False)["input_ids"] == [9]
+    assert pipe.processor.tokenizer("ab", add_special_tokens=False)["input_ids"] == [9]
     assert pipe.scheduler.config.variance_type == "learned_range"
     with torch.no_grad():
         torch.testing.assert_close(pipe.glide.denoise(**inputs(model.config)), model.denoise(**inputs(model.config)))

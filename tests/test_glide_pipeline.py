@@ -1,13 +1,16 @@
 """GlidePipeline: respacing, classifier-free guidance in one doubled UNet batch, outputs, save and load."""
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+from transformers import AutoProcessor
 
 from hf_mmdl.pipelines import GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
 from hf_mmdl.pipelines.pipeline_glide import guided_model_output
-from hf_mmdl.processing import train_caption_tokenizer
+from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 
 from test_glide_modeling import tiny_glide
 
@@ -18,7 +21,8 @@ def pipe():
     model = tiny_glide(text_config=dict(vocab_size=len(tokenizer), text_ctx=8, width=32, num_layers=1,
                                         num_attention_heads=2, pad_token_id=tokenizer.pad_token_id))
     torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    return GlidePipeline(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+    return GlidePipeline(glide=model, processor=GlideProcessor.for_config(model.config, tokenizer),
+                         scheduler=glide_scheduler(model))
 
 
 def test_respacing_follows_glide():
@@ -90,6 +94,25 @@ def test_pipeline_saves_and_loads(pipe, tmp_path):
     torch.testing.assert_close(got, expected)
 
 
+def test_the_processor_is_a_component_saved_in_the_pipeline_folder(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["processor"] == ["hf_mmdl.processing.processing_glide", "GlideProcessor"] and "tokenizer" not in index
+    loaded = GlidePipeline.from_pretrained(tmp_path)
+    assert isinstance(loaded.processor, GlideProcessor) and loaded.processor.text_ctx == 8
+    processor = AutoProcessor.from_pretrained(tmp_path / "processor")
+    assert isinstance(processor, GlideProcessor) and processor.image_processor.crop_size["height"] == 16
+    for got in (loaded.processor, processor):
+        assert torch.equal(got(text="a red circle")["input_ids"], pipe.processor(text="a red circle")["input_ids"])
+
+
+def test_a_processor_that_does_not_fit_the_model_is_refused(pipe):
+    tokenizer = pipe.processor.tokenizer
+    with pytest.raises(ValueError, match="build it with GlideProcessor.for_config"):
+        GlidePipeline(glide=pipe.glide, processor=GlideProcessor(pipe.processor.image_processor, tokenizer, text_ctx=6),
+                      scheduler=pipe.scheduler)
+
+
 def test_bad_pipeline_arguments_are_named(pipe):
     with pytest.raises(ValueError, match="prompt is empty"):
         pipe([])
@@ -104,7 +127,8 @@ def variant_pipeline(pipeline_class, **overrides):
     model = tiny_glide(text_config=dict(vocab_size=len(tokenizer), text_ctx=8, width=32, num_layers=1,
                                         num_attention_heads=2, pad_token_id=tokenizer.pad_token_id), **overrides)
     torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    return pipeline_class(glide=model, tokenizer=tokenizer, scheduler=glide_scheduler(model))
+    return pipeline_class(glide=model, processor=GlideProcessor.for_config(model.config, tokenizer),
+                          scheduler=glide_scheduler(model))
 
 
 def test_inpainting_keeps_every_pixel_outside_the_mask():
@@ -120,6 +144,28 @@ def test_inpainting_keeps_every_pixel_outside_the_mask():
     outside = mask == 0
     assert np.abs(edited[outside] - original[outside]).max() < 1e-6
     assert np.abs(edited[~outside] - original[~outside]).mean() > 0.05
+
+
+@pytest.mark.parametrize("as_mask", [np.asarray, torch.from_numpy, lambda repaint: PIL.Image.fromarray(repaint)],
+                         ids=["bool array", "bool tensor", "PIL mode 1"])
+def test_inpainting_repaints_where_a_mask_is_true_as_the_processor_reads_it(as_mask):
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    image = PIL.Image.fromarray((np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8))
+    repaint = np.zeros((16, 16), dtype=bool)
+    repaint[2:10, 6:14] = True
+    mask = as_mask(repaint)
+    fed, denoise = [], pipe.glide.denoise
+    pipe.glide.denoise = lambda *args, **kwargs: fed.append(kwargs["inpaint_mask"]) or denoise(*args, **kwargs)
+    edited = pipe("a red circle", image=image, mask_image=mask, guidance_scale=1.0, num_inference_steps=3,
+                  output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+    # The model reads the processor's known-pixel mask, which is 0 exactly where the mask is True.
+    assert all(torch.equal(known, pipe.processor(mask_images=mask)["inpaint_mask"]) for known in fed)
+    assert torch.equal(fed[0][0, 0] == 0, torch.from_numpy(repaint))
+    original = np.asarray(image) / 255
+    assert np.abs(edited[~repaint] - original[~repaint]).max() < 1e-6
+    assert np.abs(edited[repaint] - original[repaint]).mean() > 0.05
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -162,7 +208,7 @@ def test_each_pipeline_refuses_the_wrong_model_variant(pipe):
     from hf_mmdl.pipelines import GlideInpaintPipeline
 
     with pytest.raises(ValueError, match="needs an inpainting GLIDE model"):
-        GlideInpaintPipeline(glide=pipe.glide, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)(
+        GlideInpaintPipeline(glide=pipe.glide, processor=pipe.processor, scheduler=pipe.scheduler)(
             "a", image=PIL.Image.new("RGB", (16, 16)), mask_image=PIL.Image.new("L", (16, 16)))
     inpainting = variant_pipeline(GlidePipeline, inpaint=True)
     with pytest.raises(ValueError, match="use GlideInpaintPipeline or GlideUpsamplePipeline"):

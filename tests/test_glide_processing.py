@@ -45,6 +45,34 @@ def test_images_masks_and_low_resolution_inputs(processor):
     assert processor.postprocess(torch.zeros(1, 3, 16, 16))[0].getpixel((0, 0)) == (128, 128, 128)
 
 
+def test_white_true_and_one_mark_the_region_to_repaint_whatever_the_mask_type(processor):
+    repaint = np.zeros((16, 16), dtype=bool)
+    repaint[3:9, 5:12] = True
+    masks = {
+        "bool array": repaint,
+        "bool tensor": torch.from_numpy(repaint),
+        "float array": repaint.astype(np.float32),
+        "uint8 array": repaint.astype(np.uint8) * 255,
+        "PIL L": PIL.Image.fromarray(repaint.astype(np.uint8) * 255),
+        "PIL 1": PIL.Image.fromarray(repaint),
+        "batch of bool tensors": torch.from_numpy(repaint)[None, None].repeat(2, 1, 1, 1),
+    }
+    for name, mask in masks.items():
+        known = processor(mask_images=mask)["inpaint_mask"]
+        assert known.shape[1:] == (1, 16, 16), name
+        assert all(torch.equal(k[0], torch.from_numpy(~repaint).float()) for k in known), name
+
+
+def test_postprocess_gives_diffusers_output_types(processor):
+    samples = torch.linspace(-1, 1, 3 * 16 * 16).reshape(1, 3, 16, 16)
+    pil, array, tensor = (processor.postprocess(samples, output_type=kind) for kind in ("pil", "np", "pt"))
+    assert array.dtype == np.float32 and array.shape == (1, 16, 16, 3) and array.min() == 0 and array.max() == 1
+    torch.testing.assert_close(tensor, (samples + 1) / 2)
+    assert np.array_equal(np.asarray(pil[0]), (array[0] * 255).round().astype(np.uint8))
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        processor.postprocess(samples, output_type="jpeg")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

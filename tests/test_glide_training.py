@@ -189,8 +189,9 @@ def test_model_cards_of_the_trained_pipelines_report_their_measured_numbers(tmp_
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
     push_folder_to_hub(tmp_path, "someone/glide-scenes")
     assert {"README.md", "model_index.json", "glide/config.json", "glide/model.safetensors", "scheduler/scheduler_config.json",
-            "tokenizer/tokenizer.json", "results.json", "samples_by_guidance.png"} <= set(uploaded["files"])
-    assert not any(name.startswith(("inpaint/", "checkpoint-", "processor/")) for name in uploaded["files"])
+            "processor/processor_config.json", "processor/tokenizer.json", "results.json",
+            "samples_by_guidance.png"} <= set(uploaded["files"])
+    assert not any(name.startswith(("inpaint/", "checkpoint-")) for name in uploaded["files"])
 
 
 def test_twemoji_names_train_and_are_scored_by_nearest_neighbour_retrieval(tmp_path):

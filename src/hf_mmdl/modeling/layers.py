@@ -1,4 +1,4 @@
-"""Building blocks shared by the package's models: multi-head attention through SDPA, post-norm blocks, schedules."""
+"""Building blocks shared by the package's models: multi-head attention through SDPA, post-norm blocks, position tables."""
 
 import math
 
@@ -89,11 +89,3 @@ def sinusoid_position_table(num_positions: int, dim: int, padding_idx: int | Non
     if padding_idx is not None:
         table[padding_idx] = 0.0
     return table
-
-
-def cosine_ramp(step: int, total_steps: int, start: float, end: float) -> float:
-    """v(t) = end + (start − end)·(1 + cos(π·min(t/T, 1)))/2: start at t = 0, end from t = T on (T = 0: end)."""
-    if total_steps <= 0:
-        return end
-    progress = min(max(step, 0) / total_steps, 1.0)
-    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2

@@ -22,24 +22,14 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_dvae import DiscreteVAEConfig
-from .layers import cosine_ramp
-from .modeling_vae import check_image_batch
+from .inputs import check_image_batch, map_pixels, unmap_pixels
+from .schedules import cosine_ramp
 
 logger = logging.get_logger(__name__)
 
 # LoRA targets for peft (a regex): the four convolutions of every residual path, encoder and decoder. The codebook
 # (decoder input) and the logit convolutions stay frozen, so adapted models keep the same token vocabulary.
 DVAE_LORA_TARGET_MODULES = r".*res_path\.conv_\d"
-
-
-def map_pixels(images: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
-    """Eq. 3 on [0, 1] images: φ(x) = (1 − 2ε)x + ε keeps the logit-Laplace density away from 0 and 1."""
-    return (1 - 2 * eps) * images + eps
-
-
-def unmap_pixels(mapped: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
-    """Inverse of `map_pixels`, clamped to [0, 1]."""
-    return ((mapped - eps) / (1 - 2 * eps)).clamp(0, 1)
 
 
 def logit_laplace_nll(target: torch.Tensor, mu: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
@@ -201,8 +191,8 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
 
     Training (`forward` with `pixel_values` mapped by the processor into (ε, 1 − ε)): the relaxed stage-1 objective.
     Inference: `get_codebook_indices(pixel_values)` (argmax, no noise) and `decode_code(indices)` → images in [0, 1].
-    τ and β follow the step set by `set_schedule_step` (the package's `ScheduleStepCallback` does this every Trainer
-    step); with no step set, the end of both schedules is used.
+    τ and β follow the step set by `set_schedule_step` (a [`StepScheduled`]: the package's `ScheduleStepCallback` does
+    this every Trainer step); with no step set, the end of both schedules is used.
     """
 
     def __init__(self, config: DiscreteVAEConfig):

@@ -25,7 +25,8 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_vae import ImageVAEConfig
-from .layers import cosine_ramp
+from .inputs import check_image_batch
+from .schedules import cosine_ramp
 
 logger = logging.get_logger(__name__)
 
@@ -79,29 +80,6 @@ class ImageVAEOutput(ModelOutput):
     bits_per_dim: torch.FloatTensor | None = None
 
 
-def check_image_batch(pixel_values: torch.Tensor, channels: int, multiple: int, side: int | None = None) -> None:
-    """Raise a ValueError naming the problem unless `pixel_values` is a float (batch, channels, H, W) tensor with H
-    and W divisible by `multiple` (and equal to `side` when the model needs one fixed size)."""
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-        shape = tuple(pixel_values.shape) if hasattr(pixel_values, "shape") else type(pixel_values).__name__
-        raise ValueError(f"pixel_values must be a 4-D tensor (batch, channels, height, width), got {shape}.")
-    if not pixel_values.is_floating_point():
-        raise ValueError(f"pixel_values must be a float tensor (use the processor), got {pixel_values.dtype}.")
-    _, got_channels, height, width = pixel_values.shape
-    if got_channels != channels:
-        raise ValueError(
-            f"pixel_values has {got_channels} channels but the model expects {channels}; convert the images "
-            f"(the model's processor does) or use a model with in_channels={got_channels}."
-        )
-    if side is not None and (height, width) != (side, side):
-        raise ValueError(
-            f"pixel_values are {height}×{width} but this model's vector latent needs {side}×{side} images; resize "
-            "them with the model's processor."
-        )
-    if height % multiple or width % multiple:
-        raise ValueError(f"Image height and width must be divisible by {multiple}, got {height}×{width}.")
-
-
 class ImageVAEPreTrainedModel(PreTrainedModel):
     """Weight init and loading for the image VAE: PyTorch's default init for every layer, as diffusers'
     `AutoencoderKL` gets, so a fresh model matches a fresh `AutoencoderKL` in distribution."""
@@ -134,7 +112,8 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
 
     `forward(pixel_values)` returns the loss and reconstruction; `encode`/`decode` follow `AutoencoderKL`;
     `reconstruct`, `sample(n)` and `interpolate(a, b, steps)` return images in [0, 1]. The KL warm-up reads the
-    training step set by `set_schedule_step` (the package's `ScheduleStepCallback` does this every Trainer step).
+    training step set by `set_schedule_step` (a [`StepScheduled`]: the package's `ScheduleStepCallback` does this every
+    Trainer step).
     """
 
     def __init__(self, config: ImageVAEConfig):

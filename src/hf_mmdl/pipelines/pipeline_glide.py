@@ -5,20 +5,19 @@ The loop runs over GLIDE's respaced timesteps (the paper samples with e.g. "100"
 the model is fed the original timestep indices, as GLIDE does. The scheduler is GLIDE's ancestral sampler
 (`glide_scheduler`: diffusers' `DDPMScheduler` with learned-range variance) or, for few steps, the deterministic
 DPM-Solver++ (`glide_fast_scheduler`); either is a pipeline component, swapped with `pipe.scheduler = ...`.
+
+Every input and output goes through the `processor` component, a [`GlideProcessor`] (captions → token ids, images
+→ pixels, edit masks → known-pixel masks, samples → images), which `save_pretrained` writes to `processor/` and
+`from_pretrained` loads back (diffusers loads transformers `ProcessorMixin` components natively).
 """
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_glide import GlideModel
-from ..processing.image_processing_autoencoders import AutoencoderImageProcessor
-from ..processing.processing_glide import encode_captions
-
-OUTPUT_TYPES = ("pil", "np", "pt")
+from ..processing.image_processing_autoencoders import OUTPUT_TYPES
+from ..processing.processing_glide import GlideProcessor
 
 
 def respaced_timesteps(num_train_timesteps: int, spacing: str | int) -> list[int]:
@@ -41,6 +40,17 @@ def respaced_timesteps(num_train_timesteps: int, spacing: str | int) -> list[int
     return sorted(steps, reverse=True)
 
 
+def check_processor_fits(glide: GlideModel, processor: GlideProcessor) -> None:
+    """Raise a ValueError unless `processor` prepares what `glide` reads: captions of its `text_ctx` tokens, images of
+    its `image_size`, low-resolution inputs `upsample_factor` times smaller."""
+    config, crop = glide.config, processor.image_processor.crop_size
+    wanted = (config.text_config.text_ctx, (config.image_size, config.image_size), config.upsample_factor)
+    got = (processor.text_ctx, (crop["height"], crop["width"]), processor.upsample_factor)
+    if got != wanted:
+        raise ValueError(f"The processor prepares (text_ctx, image size, upsample_factor) = {got} but the model reads "
+                         f"{wanted}; build it with GlideProcessor.for_config(model.config, tokenizer).")
+
+
 def guided_model_output(model_output: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """GLIDE §2.3 on a doubled batch [conditional; unconditional]: ε̂ = ε(∅) + s·(ε(c) − ε(∅)) on the ε channels
     only; the variance channels come from the conditional pass. The same holds for v, which is affine in ε for a
@@ -55,22 +65,17 @@ class GlidePipeline(DiffusionPipeline):
 
     `guidance_scale` s: 1 samples the conditional model, 0 the unconditional one (empty caption), s > 1 guides
     towards the prompt; for s ≠ 1 the conditional and unconditional passes run as one doubled UNet batch.
-    `negative_prompt` replaces the empty caption of the unconditional pass.
+    `negative_prompt` replaces the empty caption of the unconditional pass. `processor` must fit the model
+    (`GlideProcessor.for_config(glide.config, tokenizer)`), else construction raises a `ValueError`.
     """
 
     model_cpu_offload_seq = "glide"
 
-    def __init__(self, glide: GlideModel, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, glide: GlideModel, processor: GlideProcessor,
                  scheduler: DDPMScheduler | DPMSolverMultistepScheduler):
         super().__init__()
-        self.register_modules(glide=glide, tokenizer=tokenizer, scheduler=scheduler)
-
-    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Captions → (input_ids, attention_mask) padded to the model's `text_ctx` (longer ones cut, with a warning).
-        The empty caption is all padding (mask 0), which the model replaces with its learned padding sequence."""
-        text = self.glide.config.text_config
-        input_ids, mask = encode_captions(self.tokenizer, prompts, text.text_ctx, text.pad_token_id)
-        return torch.from_numpy(input_ids).to(self.device), torch.from_numpy(mask).to(self.device)
+        check_processor_fits(glide, processor)
+        self.register_modules(glide=glide, processor=processor, scheduler=scheduler)
 
     def _captions(self, prompt, negative_prompt, num_images_per_prompt: int) -> tuple[list[str], list[str]]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -83,13 +88,12 @@ class GlidePipeline(DiffusionPipeline):
         repeat = range(num_images_per_prompt)
         return [p for p in prompts for _ in repeat], [n for n in negatives for _ in repeat]
 
-    def images_to_tensor(self, images, size: int, mode: str = "RGB") -> torch.Tensor:
-        """PIL images / arrays → (batch, channels, size, size): [-1, 1] for RGB images, [0, 1] for "L" masks."""
-        processor = AutoencoderImageProcessor(
-            image_mode=mode, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-            do_normalize=mode == "RGB", resample=PIL.Image.Resampling.BICUBIC if mode == "RGB" else PIL.Image.Resampling.NEAREST,
-        )
-        return processor(images=images)["pixel_values"].to(self.device, self.glide.dtype)
+    def prepare(self, **inputs) -> dict[str, torch.Tensor]:
+        """The processor's tensors for `inputs` (its `text` / `images` / `mask_images` / `low_res_images`), on the
+        execution device; images and masks in the model's precision."""
+        device = self._execution_device
+        return {name: value.to(device) if name in ("input_ids", "attention_mask") else value.to(device, self.glide.dtype)
+                for name, value in self.processor(**inputs).items()}
 
     def denoising_loop(self, prompts: list[str], negatives: list[str], num_inference_steps, guidance_scale: float,
                        generator, noise_scale: float = 1.0, **conditions) -> torch.Tensor:
@@ -98,7 +102,8 @@ class GlidePipeline(DiffusionPipeline):
         if not (0 <= guidance_scale < float("inf")):
             raise ValueError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale}.")
         guided = guidance_scale != 1.0
-        input_ids, mask = self.tokenize(prompts + negatives if guided else prompts)
+        captions = self.prepare(text=prompts + negatives if guided else prompts)
+        input_ids, mask = captions["input_ids"], captions["attention_mask"]
         text = self.glide.encode_text(input_ids, mask)
         doubled = {k: torch.cat([v, v]) if guided else v for k, v in conditions.items()}
 
@@ -107,13 +112,14 @@ class GlidePipeline(DiffusionPipeline):
         # The sampling state stays float32 whatever the model's precision: GLIDE's x₀ = (x_t − σε)/α at t ≈ T divides
         # by α ≈ 1e-4, which overflows float16. randn_tensor draws on the generator's device, so a CPU generator
         # gives the same noise (and images) on any device and in any precision.
-        sample = noise_scale * randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        device = self._execution_device
+        sample = noise_scale * randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         model_dtype = self.glide.unet.conv_in.weight.dtype
         # Only the ancestral sampler reads the learned variance; DPM-Solver takes the prediction alone (diffusers
         # drops the variance channels itself for ε but not for v).
         reads_variance = isinstance(self.scheduler, DDPMScheduler)
         timesteps = respaced_timesteps(self.scheduler.config.num_train_timesteps, num_inference_steps)
-        self.scheduler.set_timesteps(timesteps=timesteps, device=self.device)
+        self.scheduler.set_timesteps(timesteps=timesteps, device=device)
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = (torch.cat([sample, sample]) if guided else sample).to(model_dtype)
             output = self.glide.denoise(model_input, t.expand(len(model_input)), input_ids, mask, text_outputs=text, **doubled).float()
@@ -131,14 +137,16 @@ class GlidePipeline(DiffusionPipeline):
         x0 = known * image + (1 - known) * diffusion.predicted_x0(output[:, :3], sample, timesteps)
         return torch.cat([diffusion.prediction_for(x0, sample, timesteps), output[:, 3:]], dim=1)
 
-    def to_output(self, sample: torch.Tensor, output_type: str, return_dict: bool):
+    @staticmethod
+    def check_output_type(output_type: str) -> None:
+        """Refuse an unknown `output_type` before sampling rather than after it."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        images = ((sample.float() + 1) / 2).clamp(0, 1)
-        if output_type != "pt":
-            images = images.permute(0, 2, 3, 1).cpu().numpy()
-            if output_type == "pil":
-                images = [PIL.Image.fromarray((image * 255).round().astype(np.uint8)) for image in images]
+
+    def to_output(self, sample: torch.Tensor, output_type: str, return_dict: bool):
+        """Post-process x₀ once, through the processor, and release offloaded models as diffusers pipelines do."""
+        images = self.processor.postprocess(sample, output_type)
+        self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     @torch.no_grad()
@@ -153,8 +161,7 @@ class GlidePipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        self.check_output_type(output_type)
         if self.glide.config.inpaint or self.glide.config.super_res:
             raise ValueError("This GLIDE model is an inpainting or upsampling variant: use GlideInpaintPipeline or "
                              "GlideUpsamplePipeline.")
@@ -165,7 +172,8 @@ class GlidePipeline(DiffusionPipeline):
 
 class GlideInpaintPipeline(GlidePipeline):
     """Text-guided editing (GLIDE §4.3) with an inpainting [`GlideModel`]: `image` + `mask_image` (white = the region
-    to repaint, diffusers' convention) + `prompt` → the edited image. Pixels outside the mask are kept exactly."""
+    to repaint, diffusers' convention; bool masks: True = repaint, as the processor reads them) + `prompt` → the
+    edited image. Pixels outside the mask are kept exactly."""
 
     @torch.no_grad()
     def __call__(
@@ -181,17 +189,18 @@ class GlideInpaintPipeline(GlidePipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
+        self.check_output_type(output_type)
         if not self.glide.config.inpaint:
             raise ValueError("GlideInpaintPipeline needs an inpainting GLIDE model (config.inpaint=True).")
         prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
-        size = self.glide.config.image_size
-        images, masks = self.images_to_tensor(image, size), self.images_to_tensor(mask_image, size, mode="L")
-        if len(images) != len(masks):
-            raise ValueError(f"Got {len(images)} images but {len(masks)} masks.")
+        # Images and masks are prepared apart so that a count mismatch is named here, with the prompts in view.
+        images, known = self.prepare(images=image)["pixel_values"], self.prepare(mask_images=mask_image)["inpaint_mask"]
+        if len(images) != len(known):
+            raise ValueError(f"Got {len(images)} images but {len(known)} masks.")
         if len(images) not in (1, len(prompts) // num_images_per_prompt):
             raise ValueError(f"Got {len(images)} images for {len(prompts) // num_images_per_prompt} prompts.")
         repeats = len(prompts) // len(images)
-        images, known = images.repeat_interleave(repeats, 0), (masks < 0.5).to(images.dtype).repeat_interleave(repeats, 0)
+        images, known = images.repeat_interleave(repeats, 0), known.repeat_interleave(repeats, 0)
         sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator,
                                      inpaint_image=images, inpaint_mask=known)
         sample = torch.where(known.bool(), images.float(), sample)
@@ -217,15 +226,14 @@ class GlideUpsamplePipeline(GlidePipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
+        self.check_output_type(output_type)
         if not self.glide.config.super_res:
             raise ValueError("GlideUpsamplePipeline needs an upsampling GLIDE model (config.super_res=True).")
         prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
-        low_res = self.images_to_tensor(image, self.glide.config.image_size // self.glide.config.upsample_factor)
+        low_res = self.prepare(low_res_images=image)["low_res"]
         if len(low_res) not in (1, len(prompts) // num_images_per_prompt):
             raise ValueError(f"Got {len(low_res)} images for {len(prompts) // num_images_per_prompt} prompts.")
         low_res = low_res.repeat_interleave(len(prompts) // len(low_res), 0)
-        # GLIDE quantises the low-resolution input to 8 bits, as it was during training.
-        low_res = ((low_res + 1) * 127.5).round() / 127.5 - 1
         sample = self.denoising_loop(prompts, negatives, num_inference_steps, guidance_scale, generator,
                                      noise_scale=noise_scale, low_res=low_res)
         return self.to_output(sample, output_type, return_dict)

@@ -7,7 +7,7 @@ from transformers import BatchFeature
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
-from ..modeling.modeling_dvae import map_pixels, unmap_pixels
+from ..modeling.inputs import map_pixels, unmap_pixels
 from .image_processing import validate_images
 
 IMAGE_MODES = ("RGB", "L")

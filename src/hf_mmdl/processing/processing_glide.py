@@ -1,5 +1,5 @@
 """Processor of GLIDE: captions → fixed-length token ids + mask, images → [-1, 1] pixels, edit masks → known-pixel
-masks, and generated tensors back to PIL images."""
+masks, and generated tensors back to PIL images. The GLIDE pipelines hold one and read every input through it."""
 
 import warnings
 
@@ -8,7 +8,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import PILImageResampling
 
-from .image_processing_autoencoders import AutoencoderImageProcessor
+from .image_processing_autoencoders import OUTPUT_TYPES, AutoencoderImageProcessor
 
 
 def encode_captions(tokenizer, captions: list[str], text_ctx: int, pad_token_id: int, truncation: bool = True):
@@ -34,34 +34,66 @@ def encode_captions(tokenizer, captions: list[str], text_ctx: int, pad_token_id:
     return input_ids, mask
 
 
+def _bool_masks_as_grey(masks):
+    """Boolean masks (True = repaint) → uint8 0/255 of the same shape, so that they read like black-and-white
+    images; anything else is returned as is."""
+    if isinstance(masks, (list, tuple)):
+        return [_bool_masks_as_grey(mask) for mask in masks]
+    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
+        return masks.to(torch.uint8) * 255
+    if isinstance(masks, np.ndarray) and masks.dtype == bool:
+        return masks.astype(np.uint8) * 255
+    return masks
+
+
+def quantize_to_8_bits(pixel_values: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] pixels rounded to the 256 levels of an 8-bit image, as GLIDE's upsampler saw them in training."""
+    return ((pixel_values + 1) * 127.5).round() / 127.5 - 1
+
+
 class GlideImageProcessor(AutoencoderImageProcessor):
     """Images for GLIDE: short side resized to `size`, centre-cropped, RGB, in [-1, 1] (64×64 by default), and edit
-    masks (`preprocess_mask`): white = the region to repaint (diffusers' convention), returned as GLIDE's
-    `inpaint_mask` with 1 on known pixels."""
+    masks (`preprocess_mask`)."""
 
     size = {"shortest_edge": 64}
     crop_size = {"height": 64, "width": 64}
 
     def preprocess_mask(self, masks) -> torch.Tensor:
+        """Edit masks → GLIDE's `inpaint_mask` of shape (batch, 1, height, width), 1 on KNOWN pixels (GLIDE §4.3
+        feeds the model the known region). The package decides mask polarity here and nowhere else: white, True or
+        1 marks the region to REPAINT (diffusers' convention). Accepted per mask: a PIL image or a uint8 array
+        (grey level ≥ 128 = repaint), a bool array or tensor (True = repaint), a float array or tensor in [0, 1]
+        (≥ 0.5 = repaint), each resized with NEAREST to the crop size; a list of them, or a 4-D stack, is a batch.
+        Other inputs raise the `ValueError`s of the image path."""
         mask_processor = AutoencoderImageProcessor(
             image_mode="L", size=self.size, crop_size=self.crop_size, do_normalize=False, resample=PILImageResampling.NEAREST
         )
-        return (mask_processor(images=masks)["pixel_values"] < 0.5).float()
+        repaint = mask_processor(images=_bool_masks_as_grey(masks))["pixel_values"] >= 0.5
+        return (~repaint).float()
 
 
 class GlideProcessor(ProcessorMixin):
     """Turns captions, images and edit masks into [`GlideModel`] inputs and generated images back into PIL images.
 
     - `text` → `input_ids`, `attention_mask` of `text_ctx` tokens (empty string = unconditional).
-    - `images` → `pixel_values` in [-1, 1]; `mask_images` → `inpaint_mask` (1 = known); `low_res_images` →
-      `low_res` at `size / upsample_factor` (upsampler).
+    - `images` → `pixel_values` in [-1, 1]; `mask_images` (white / True = repaint) → `inpaint_mask` (1 = known);
+      `low_res_images` → `low_res` at `size / upsample_factor`, quantised to 8 bits (upsampler).
     Batch sizes must agree; empty lists, non-strings and over-long captions (with `truncation=False`) raise.
+    `GlideProcessor.for_config(config, tokenizer)` builds the processor that fits a [`GlideConfig`].
     """
 
     def __init__(self, image_processor=None, tokenizer=None, text_ctx: int = 128, upsample_factor: int = 4, **kwargs):
         self.text_ctx = text_ctx
         self.upsample_factor = upsample_factor
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def for_config(cls, config, tokenizer) -> "GlideProcessor":
+        """The processor a [`GlideConfig`] reads: images of its `image_size`, captions of its `text_ctx` tokens, and
+        (upsampler) low-resolution inputs `upsample_factor` times smaller."""
+        side = config.image_size
+        image_processor = GlideImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+        return cls(image_processor, tokenizer, text_ctx=config.text_config.text_ctx, upsample_factor=config.upsample_factor)
 
     def __call__(self, text=None, images=None, mask_images=None, low_res_images=None, truncation: bool = True,
                  return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
@@ -82,7 +114,7 @@ class GlideProcessor(ProcessorMixin):
         if low_res_images is not None:
             side = self.image_processor.crop_size["height"] // self.upsample_factor
             low = AutoencoderImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-            data["low_res"] = low(images=low_res_images)["pixel_values"]
+            data["low_res"] = quantize_to_8_bits(low(images=low_res_images)["pixel_values"])
             sizes["low-resolution images"] = len(data["low_res"])
         if not data:
             raise ValueError("Nothing to process: pass `text`, `images`, `mask_images` and/or `low_res_images`.")
@@ -91,8 +123,18 @@ class GlideProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
     def postprocess(self, images: torch.Tensor, output_type: str = "pil"):
-        """[-1, 1] samples (what `GlideModel` trains on) → PIL images (or `"np"` / `"pt"` in [0, 1])."""
-        return self.image_processor.postprocess((images + 1) / 2, output_type=output_type)
+        """[-1, 1] samples of shape (batch, 3, height, width) (what `GlideModel` trains on) → images in diffusers'
+        pipeline output types: a list of PIL images (`"pil"`), a float32 (batch, height, width, 3) array in [0, 1]
+        (`"np"`), or the (batch, 3, height, width) tensor in [0, 1] on the samples' device (`"pt"`). Another
+        `output_type` raises a `ValueError`."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        images = ((images.float() + 1) / 2).clamp(0, 1)
+        if output_type == "pt":
+            return images
+        if output_type == "pil":
+            return self.image_processor.postprocess(images, output_type="pil")
+        return images.permute(0, 2, 3, 1).cpu().numpy()
 
     @property
     def model_input_names(self) -> list[str]:

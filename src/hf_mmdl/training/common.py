@@ -8,6 +8,8 @@ from diffusers.training_utils import EMAModel
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..modeling.schedules import StepScheduled
+
 
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     """`--resume_from_checkpoint last` (or `true`) resumes from the newest checkpoint in output_dir."""
@@ -34,10 +36,10 @@ class ScheduleStepCallback(TrainerCallback):
     dVAE's temperature and β), through their `set_schedule_step`, before every update. After training the models
     go back to the end of their schedules. Resuming restores the step, so schedules resume where they stopped."""
 
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
+    def on_step_begin(self, args, state, control, model: StepScheduled | None = None, **kwargs):
         model.set_schedule_step(state.global_step)
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(self, args, state, control, model: StepScheduled | None = None, **kwargs):
         model.set_schedule_step(None)
 
 

@@ -36,7 +36,7 @@ from ..data.text_to_image import (
 from ..modeling import GlideModel, inpainting_model_from
 from ..modeling.configuration_glide import glide_config_for
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
-from ..processing import GlideImageProcessor, GlideProcessor, train_caption_tokenizer
+from ..processing import GlideProcessor, train_caption_tokenizer
 from ..visualization import image_grid
 from .common import EMACallback
 from .recipe import Recipe, RecipeTrainingArguments, training_summary
@@ -251,12 +251,7 @@ class TextToImageRecipe(Recipe):
         tokenizer = train_caption_tokenizer(data["train"]["caption"], min_count=1)
         config = glide_config_for(options.model_size, len(tokenizer), tokenizer.pad_token_id, options.image_size,
                                   prediction_type=options.prediction_type)
-        side = options.image_size
-        processor = GlideProcessor(
-            GlideImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
-            tokenizer, text_ctx=config.text_config.text_ctx,
-        )
-        return GlideModel(config), processor
+        return GlideModel(config), GlideProcessor.for_config(config, tokenizer)
 
     def collator(self, args, processor, data):
         return CaptionedImageCollator(processor)
@@ -267,7 +262,7 @@ class TextToImageRecipe(Recipe):
     def evaluate(self, args, trainer, model, processor, data):
         options = args.options
         model.cpu().eval()
-        args.pipe = GlidePipeline(glide=model, tokenizer=processor.tokenizer, scheduler=glide_scheduler(model))
+        args.pipe = GlidePipeline(glide=model, processor=processor, scheduler=glide_scheduler(model))
         args.pipe.set_progress_bar_config(disable=True)
         args.scales = [float(s) for s in options.guidance_scales.split(",")]
         train = data["train"]
@@ -297,8 +292,7 @@ class TextToImageRecipe(Recipe):
         _, training = train_glide(inpainter, args.options, inpaint_args, data["train"], self.collator(args, processor, data),
                                   resume_point(inpaint_args))
         inpainter.cpu().eval()
-        args.inpaint_pipe = GlideInpaintPipeline(glide=inpainter, tokenizer=processor.tokenizer,
-                                                 scheduler=glide_scheduler(inpainter))
+        args.inpaint_pipe = GlideInpaintPipeline(glide=inpainter, processor=processor, scheduler=glide_scheduler(inpainter))
         args.inpaint_pipe.set_progress_bar_config(disable=True)
         args.edit_cases = edit_cases(args.options.num_edits)
         edit_scores, args.edits = score_editing(args.inpaint_pipe, args.edit_cases, args.scales, args.options.sampling_steps)
@@ -306,8 +300,7 @@ class TextToImageRecipe(Recipe):
                 "prompts": [c.prompt for c in args.edit_cases]}
 
     def save(self, args, trainer, model, processor, out):
-        args.pipe.save_pretrained(out)
-        processor.save_pretrained(out / "processor")
+        args.pipe.save_pretrained(out)  # with its processor, in out/processor
         if hasattr(args, "inpaint_pipe"):
             args.inpaint_pipe.save_pretrained(out / "inpaint")
 
