@@ -23,7 +23,7 @@ within a table stay meaningful. Ratios are times, row / baseline: above 1 is slo
    baseline): time ratio (denoise / bare), and the largest output difference (0) next to the largest output (not 0).
 
 Parts 1 and 3 use the trained pipeline's model when `--pipeline` holds one, else a seeded random model of the
-training script's "small" config (glide.md §6, 32×32); `--quick` uses the "tiny" config at 16×16 and few steps,
+training script's "small" config (`glide_config_for`, 32×32); `--quick` uses the "tiny" config at 16×16 and few steps,
 a smoke run whose timings are too short to mean anything.
 
     python benchmarks/glide.py [--pipeline outputs/glide-scenes] [--batch 4] [--steps 25] [--prompts 24]

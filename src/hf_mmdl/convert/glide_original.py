@@ -2,7 +2,7 @@
 
 The release (`base.pt`, `upsample.pt`, `base_inpaint.pt`, `upsample_inpaint.pt`) holds plain state dicts of its
 `Text2ImUNet` variants, so they load with `torch.load(weights_only=True)`: no pickled code is ever run. Every
-original tensor is mapped exactly once onto [`GlideModel`] (glide.md §5):
+original tensor is mapped exactly once onto [`GlideModel`] (the names of glide_text2im/text2im_model.py and unet.py):
 
 - caption transformer `transformer.resblocks.{i}.*` → `text_model.blocks.{i}.*`; the fused `attn.c_qkv` rows are
   grouped per head as [head][q, k, v][head_dim] and are split into `q_proj` / `k_proj` / `v_proj`;
@@ -44,10 +44,11 @@ VARIANTS = ("base", "upsample", "base-inpaint", "upsample-inpaint")
 
 
 def glide_config_for_variant(variant: str, **overrides) -> GlideConfig:
-    """The released hyper-parameters (glide.md §2/§4): base 64 px, 192 channels, multipliers 1,2,3,4, 3 res blocks,
-    cosine schedule; upsampler 256 px (from 64), multipliers 1,1,2,2,4,4, 2 res blocks, linear schedule. Both attend
-    at 32/16/8 with 64 channels per head and read a 16-layer, 512-wide, 8-head caption transformer over 128 GPT-2
-    tokens. The inpainting variants add the masked-image and mask channels."""
+    """The released hyper-parameters (GLIDE §4 and App. A; glide_text2im/model_creation.py): base 64 px, 192
+    channels, multipliers 1,2,3,4, 3 res blocks, cosine schedule; upsampler 256 px (from 64), multipliers
+    1,1,2,2,4,4, 2 res blocks, linear schedule. Both attend at 32/16/8 with 64 channels per head and read a
+    16-layer, 512-wide, 8-head caption transformer over 128 GPT-2 tokens. The inpainting variants add the masked-
+    image and mask channels."""
     if variant not in VARIANTS:
         raise ValueError(f"Unknown GLIDE variant {variant!r}; expected one of {VARIANTS}.")
     upsampler = variant.startswith("upsample")

@@ -1,13 +1,12 @@
 """GLIDE (Nichol et al., "GLIDE: Towards Photorealistic Image Generation and Editing with Text-Guided Diffusion
 Models", ICML 2022): a caption transformer and a text-conditional ADM UNet trained with iDDPM's hybrid loss.
 
-The caption transformer is GLIDE's own (a learned embedding per padded position, no causal mask, the last slot pooled).
-The UNet is diffusers' `UNet2DConditionModel` configured as GLIDE's ADM (glide.md §5): the caption tokens are
-projected into the keys/values of every attention layer (`add_k_proj`/`add_v_proj`, text first) and the pooled
-caption is added to the timestep embedding (`class_embedding`). What is GLIDE's or iDDPM's own is written here: the
-hybrid objective with learned variance (iDDPM Eq. 15-16), caption dropout for classifier-free guidance (§4.2), and
-the inputs of the inpainting and upsampling variants (§4.3).
-"""
+The caption transformer is GLIDE's own (a learned embedding per padded position, no causal mask, the last slot
+pooled). The UNet is diffusers' `UNet2DConditionModel` configured as GLIDE's ADM (GLIDE §2.2; Dhariwal & Nichol
+2021): the caption tokens are projected into the keys/values of every attention layer (`add_k_proj`/`add_v_proj`,
+text first) and the pooled caption is added to the timestep embedding (`class_embedding`). What is GLIDE's or
+iDDPM's own is written here: the hybrid objective with learned variance (iDDPM Eq. 15-16), caption dropout for
+classifier-free guidance (§4.2), and the inputs of the inpainting and upsampling variants (§4.3). """
 
 import math
 from dataclasses import dataclass
@@ -138,7 +137,7 @@ class GlideOutput(ModelOutput):
 
 
 def glide_unet(config: GlideConfig) -> UNet2DConditionModel:
-    """ADM's UNet as diffusers blocks (glide.md §5): attention levels get the Simple cross-attention blocks whose
+    """ADM's UNet as diffusers blocks (GLIDE §2.2): attention levels get the Simple cross-attention blocks whose
     added K/V projections carry the caption; the pooled caption enters through a projection class embedding."""
     down, up, resolution = [], [], config.image_size
     for level in range(len(config.channel_mult)):
