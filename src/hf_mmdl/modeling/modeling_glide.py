@@ -6,7 +6,7 @@ pooled). The UNet is diffusers' `UNet2DConditionModel` configured as GLIDE's ADM
 2021): the caption tokens are projected into the keys/values of every attention layer (`add_k_proj`/`add_v_proj`,
 text first) and the pooled caption is added to the timestep embedding (`class_embedding`). What is GLIDE's or
 iDDPM's own is written here: the hybrid objective with learned variance (iDDPM Eq. 15-16), caption dropout for
-classifier-free guidance (§4.2), and the inputs of the inpainting and upsampling variants (§4.3). """
+classifier-free guidance (§4.2), and the inputs of the inpainting and upsampling variants (§4.3)."""
 
 import math
 from dataclasses import dataclass
