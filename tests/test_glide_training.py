@@ -108,7 +108,10 @@ def test_lora_on_the_unet_attention_trains_only_adapters_and_reloads(tmp_path):
     fresh = GlideModel(base.config).eval()
     fresh.load_state_dict(frozen)
     reloaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
-    torch.testing.assert_close(reloaded(**batch).model_output, expected, rtol=0, atol=1e-6)
+    # Same weights, but the reloaded adapters may sit at other memory addresses, so CPU kernels (AVX-512 blocking,
+    # thread split) may sum in another order: float32 rounding (eps 1.2e-7) accumulated over the layers' dot products
+    # gives ~1e-6 on outputs of order 1 (2.04e-6 seen in the M² LoRA test). Allow 1e-5, relative and absolute.
+    torch.testing.assert_close(reloaded(**batch).model_output, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_killed_training_resumes_to_the_same_weights_and_average(tmp_path):

@@ -40,4 +40,7 @@ def test_lora_trains_only_adapters_on_attention_and_gates_and_reloads(region_mod
     fresh_base.load_state_dict(frozen)
     reloaded = PeftModel.from_pretrained(fresh_base, tmp_path).eval()
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(**regions, labels=labels).logits, expected, rtol=0, atol=1e-6)
+        # Same weights, but the reloaded adapters may sit at other memory addresses, so CPU kernels (AVX-512 blocking,
+        # thread split) may sum in another order: float32 rounding (eps 1.2e-7) accumulated over the layers' dot products
+        # gives ~1e-6 on logits of size ~3 (2.04e-6 seen against atol=1e-6). Allow 1e-5, relative and absolute.
+        torch.testing.assert_close(reloaded(**regions, labels=labels).logits, expected, rtol=1e-5, atol=1e-5)
