@@ -21,9 +21,10 @@ from transformers import AutoModel
 # Outputs of the same weights and inputs computed through other memory addresses or another thread split (a reloaded
 # adapter, a second process) may be summed in another order. float32 rounds each step by at most eps = 1.2e-7
 # relative, so a dot product of n terms moves by up to ~n·eps of its absolute sum in the worst case and ~√n·eps in
-# practice; through a handful of layers of width 32-128 that is ~1e-6 on outputs of order 1 (the M² LoRA reload was
-# once 2.04e-6 off on an AVX-512 machine, and 1 vs 2 threads move M² logits by up to 9.5e-7). 1e-5 relative and
-# absolute leaves a margin of ~5 over that, and is still ~100 times smaller than what one LoRA step changes.
+# practice; through a handful of layers of width 32-128 that is ~1e-6 on outputs of order 1. Measured on an AVX-512
+# machine: the M² LoRA reload once 2.04e-6 off, the GLIDE one 2.03e-6; 1 vs 2 threads move GLIDE's prediction by
+# 2.1e-6 and M²'s logits by 9.5e-7. 1e-5 relative and absolute leaves a margin of ~5 over that, and is far below what
+# 5 LoRA steps change (5.8e-2 on the dVAE, the least; the test asks for 1e-3).
 REORDERED_FLOAT32 = dict(rtol=1e-5, atol=1e-5)
 
 
