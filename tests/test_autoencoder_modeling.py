@@ -1,4 +1,6 @@
-"""The continuous VAE and the DALL-E dVAE: shapes, objectives, schedules, AutoencoderKL compatibility, save/load."""
+"""The continuous VAE and the DALL-E dVAE: shapes, objectives, schedules, AutoencoderKL compatibility. Save/load,
+return_dict, checkpointing, bf16, learning a batch and LoRA: the model contract (tests/test_vae_contract.py,
+tests/test_dvae_contract.py)."""
 
 import math
 
@@ -6,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from transformers import AutoModel, AutoModelForImageToImage, AutoProcessor
+from transformers import AutoProcessor
 
 from hf_mmdl import DiscreteVAEConfig, DiscreteVAEImageProcessor, DiscreteVAEModel, ImageVAEConfig, ImageVAEModel
 from hf_mmdl.modeling import convert_autoencoder_kl, map_pixels, unmap_pixels
@@ -187,63 +189,8 @@ def test_dvae_relaxation_is_soft_and_sharpens_as_temperature_falls(images):
     assert peaks[1] > peaks[0]
 
 
-@pytest.mark.parametrize("make", [tiny_vae, tiny_dvae])
-def test_loss_falls_on_a_fixed_batch(make, images):
-    model = make()
-    model.train()
-    pixels = images * 2 - 1 if isinstance(model, ImageVAEModel) else map_pixels(images)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(50):
-        loss = model(pixels, generator=torch.Generator().manual_seed(0)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0] - 0.1
-
-
-@pytest.mark.parametrize("make", [tiny_vae, tiny_dvae])
-def test_save_and_auto_load_round_trip(make, images, tmp_path):
-    model = make()
-    pixels = images * 2 - 1 if isinstance(model, ImageVAEModel) else map_pixels(images)
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").exists()
-    for auto_class in (AutoModel, AutoModelForImageToImage):
-        loaded = auto_class.from_pretrained(tmp_path).eval()
-        assert type(loaded) is type(model)
-        assert torch.equal(loaded(pixels).reconstruction, model(pixels).reconstruction)
-
-
 def test_auto_processor_resolves_the_image_processor(tmp_path):
     tiny_dvae().save_pretrained(tmp_path)
     DiscreteVAEImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(tmp_path)
     processor = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, DiscreteVAEImageProcessor) and processor.do_map_pixels
-
-
-@pytest.mark.parametrize("make", [tiny_vae, tiny_dvae])
-def test_bf16_autocast_on_cpu(make, images):
-    model = make()
-    pixels = images * 2 - 1 if isinstance(model, ImageVAEModel) else map_pixels(images)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(pixels)
-    assert torch.isfinite(out.loss) and torch.isfinite(out.reconstruction).all()
-    assert (out.reconstruction.float() - model(pixels).reconstruction).abs().max() < 0.1
-
-
-@pytest.mark.parametrize("make", [tiny_vae, tiny_dvae])
-def test_gradient_checkpointing_gives_the_same_gradients(make, images):
-    model = make()
-    model.train()
-    pixels = images * 2 - 1 if isinstance(model, ImageVAEModel) else map_pixels(images)
-
-    def gradients():
-        torch.manual_seed(0)
-        model.zero_grad()
-        model(pixels, generator=torch.Generator().manual_seed(0)).loss.backward()
-        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-
-    plain = gradients()
-    model.gradient_checkpointing_enable()
-    assert torch.allclose(gradients(), plain, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Training the autoencoders with Trainer: learning on real held-out digits, schedules, resume, scaling, LoRA, CLI."""
+"""Training the autoencoders with Trainer: learning on real held-out digits, schedules, resume, scaling, CLI (LoRA:
+the model contract, tests/test_vae_contract.py and tests/test_dvae_contract.py)."""
 
 import json
 import os
@@ -10,20 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoProcessor
 
-from hf_mmdl.modeling.modeling_dvae import DVAE_LORA_TARGET_MODULES
-from hf_mmdl.modeling.modeling_vae import VAE_LORA_TARGET_MODULES
 from hf_mmdl.training.autoencoder import (
     AutoencoderDataArguments,
     AutoencoderModelArguments,
     AutoencoderTrainingArguments,
     run_autoencoder,
 )
-
-from test_autoencoder_modeling import tiny_dvae, tiny_vae
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_autoencoder.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
@@ -87,33 +83,6 @@ def test_vae_figures_include_samples_and_interpolations(trained_vae):
     folder = trained_vae[1]
     for figure in ("reconstructions.png", "samples.png", "interpolations.png", "training_curve.png"):
         assert next(folder.rglob(figure)).stat().st_size > 1000
-
-
-@pytest.mark.parametrize("make, targets", [(tiny_vae, VAE_LORA_TARGET_MODULES), (tiny_dvae, DVAE_LORA_TARGET_MODULES)])
-def test_lora_on_the_convolutions_trains_only_adapters_and_reloads(make, targets, tmp_path):
-    base = make()
-    frozen = {name: p.detach().clone() for name, p in base.named_parameters()}
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
-    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in name for name in trainable)
-    pixels = torch.rand(4, 3, 16, 16) * 0.8 + 0.1
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    losses = []
-    for _ in range(8):
-        loss = model(pixel_values=pixels, generator=torch.Generator().manual_seed(0)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
-    model.eval()
-    expected = model(pixel_values=pixels).reconstruction
-    model.save_pretrained(tmp_path)
-    fresh = type(base)(base.config).eval()
-    fresh.load_state_dict(frozen)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
-    torch.testing.assert_close(reloaded(pixel_values=pixels).reconstruction, expected, rtol=0, atol=1e-6)
 
 
 def script(output_dir: Path, *extra: str) -> list[str]:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig
 
 from hf_mmdl import GlideConfig, GlideModel, GlideTextConfig, GlideTextModel
 from hf_mmdl.modeling import inpainting_model_from, random_erase_masks
@@ -161,9 +161,9 @@ def test_bad_inputs_are_named(batch):
         tiny_config(num_head_channels=24)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_hybrid_loss_falls_on_a_fixed_batch(batch, prediction_type):
-    model = tiny_glide(prediction_type=prediction_type)
+def test_hybrid_loss_falls_on_a_fixed_batch_with_v_prediction(batch):
+    # ε-prediction (the default) learns a fixed batch in the model contract (tests/test_glide_contract.py).
+    model = tiny_glide(prediction_type="v_prediction")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     timesteps, noise = torch.tensor([100, 400]), torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -177,23 +177,12 @@ def test_hybrid_loss_falls_on_a_fixed_batch(batch, prediction_type):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_save_and_auto_load_round_trip(batch, tmp_path):
-    model = tiny_glide()
-    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    model.save_pretrained(tmp_path)
+def test_the_caption_config_reloads_as_its_own_class(tmp_path):
+    # Weights and outputs after save → AutoModel: the model contract (tests/test_glide_contract.py).
+    tiny_config().save_pretrained(tmp_path)
     config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, GlideConfig)
     assert isinstance(config.text_config, GlideTextConfig) and config.text_config.width == 32
-    loaded = AutoModel.from_pretrained(tmp_path).eval()
-    fixed = dict(timesteps=torch.tensor([10, 500]), noise=torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)))
-    torch.testing.assert_close(loaded(**batch, **fixed).loss, model(**batch, **fixed).loss, rtol=0, atol=0)
-
-
-def test_bf16_autocast_on_cpu(batch):
-    model = tiny_glide()
-    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(**batch, timesteps=torch.tensor([10, 500]))
-    assert torch.isfinite(out.loss)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])

@@ -17,6 +17,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_m2 import M2Config
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
@@ -132,6 +133,7 @@ class M2Encoder(nn.Module):
             )
         return cells
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -374,6 +376,7 @@ class M2Model(M2PreTrainedModel):
     def get_encoder(self, modality=None):
         return self.encoder
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.FloatTensor | None = None,
@@ -402,6 +405,7 @@ class M2Model(M2PreTrainedModel):
                 region_features=region_features,
                 region_attention_mask=region_attention_mask,
                 output_hidden_states=output_hidden_states,
+                return_dict=True,
             )
         encoder_outputs = _as_encoder_output(encoder_outputs)
         if encoder_outputs.level_hidden_states.shape[0] != decoder_input_ids.shape[0]:
@@ -492,6 +496,7 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
             return model_kwargs.pop("region_features"), "region_features", model_kwargs
         return super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.FloatTensor | None = None,
@@ -526,6 +531,7 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
             output_gates=output_gates,
+            return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
