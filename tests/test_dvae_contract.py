@@ -5,7 +5,7 @@ from transformers import AutoModelForImageToImage
 
 from hf_mmdl import DiscreteVAEConfig, DiscreteVAEModel
 from hf_mmdl.modeling import map_pixels
-from hf_mmdl.modeling.modeling_dvae import DVAE_LORA_TARGET_MODULES
+from hf_mmdl.architectures import architecture_of
 
 from model_contract import ModelContract
 from test_autoencoder_modeling import TINY_DVAE
@@ -14,7 +14,7 @@ from test_autoencoder_modeling import TINY_DVAE
 class TestDiscreteVAEContract(ModelContract):
     model_class = DiscreteVAEModel
     auto_class = AutoModelForImageToImage
-    lora_target_modules = DVAE_LORA_TARGET_MODULES
+    lora_target_modules = architecture_of("dvae").entry("dvae").lora_target_modules
     # Every convolution of every residual path; the codebook (decoder input) and the logit convolution stay frozen.
     lora_promised_modules = (r"coder\.blocks\.group_\d+\.block_\d+\.res_path\.conv_[1-4]$",)
     # The loss is a negative log-density per value (−0.026 at init), so it has no floor at 0 to halve towards.

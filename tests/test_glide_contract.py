@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModel
 
 from hf_mmdl import GlideModel
-from hf_mmdl.modeling.modeling_glide import GLIDE_LORA_TARGET_MODULES
+from hf_mmdl.architectures import architecture_of
 
 from model_contract import ModelContract
 from test_glide_modeling import PAD, tiny_config
@@ -13,7 +13,7 @@ from test_glide_modeling import PAD, tiny_config
 class TestGlideContract(ModelContract):
     model_class = GlideModel
     auto_class = AutoModel
-    lora_target_modules = GLIDE_LORA_TARGET_MODULES
+    lora_target_modules = architecture_of("glide").entry("glide").lora_target_modules
     # Every attention layer of the UNet: the image tokens' queries, keys, values and output, and the caption's keys
     # and values; nothing in the caption transformer.
     lora_promised_modules = tuple(

@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModelForImageToImage
 
 from hf_mmdl import ImageVAEConfig, ImageVAEModel
-from hf_mmdl.modeling.modeling_vae import VAE_LORA_TARGET_MODULES
+from hf_mmdl.architectures import architecture_of
 
 from model_contract import ModelContract
 from test_autoencoder_modeling import TINY_VAE
@@ -13,7 +13,7 @@ from test_autoencoder_modeling import TINY_VAE
 class TestImageVAEContract(ModelContract):
     model_class = ImageVAEModel
     auto_class = AutoModelForImageToImage
-    lora_target_modules = VAE_LORA_TARGET_MODULES
+    lora_target_modules = architecture_of("image_vae").entry("image_vae").lora_target_modules
     lora_promised_modules = (r"coder\..*resnets\.\d+\.conv1$", r"coder\..*resnets\.\d+\.conv2$")
     # Measured: 0.30 of the first loss after 15 steps.
     learning_rate, learning_steps, learning_ratio = 3e-3, 15, 0.5

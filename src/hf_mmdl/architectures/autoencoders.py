@@ -5,6 +5,8 @@ al., ICML 2021)."""
 from transformers import AutoModelForImageToImage
 
 from ..modeling import DiscreteVAEConfig, DiscreteVAEModel, ImageVAEConfig, ImageVAEModel
+from ..modeling.modeling_dvae import DVAE_LORA_TARGET_MODULES
+from ..modeling.modeling_vae import VAE_LORA_TARGET_MODULES
 from ..processing import DiscreteVAEImageProcessor, ImageVAEImageProcessor
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, dataset_description
 
@@ -107,7 +109,8 @@ FULL_RUN = dict(max_steps=1200, logging_steps=100, track_every=120, seed=1234)
 IMAGE_VAE = Architecture(
     name="vae",
     title="VAE",
-    auto=(AutoEntry(ImageVAEConfig, ImageVAEModel, {AutoModelForImageToImage: ImageVAEModel}, ImageVAEImageProcessor),),
+    auto=(AutoEntry(ImageVAEConfig, ImageVAEModel, {AutoModelForImageToImage: ImageVAEModel}, ImageVAEImageProcessor,
+                    lora_target_modules=VAE_LORA_TARGET_MODULES),),
     card=IMAGE_VAE_CARD,
     recipe="hf_mmdl.training.autoencoder:IMAGE_VAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},
@@ -125,7 +128,7 @@ DVAE = Architecture(
     name="dvae",
     title="DALL-E dVAE",
     auto=(AutoEntry(DiscreteVAEConfig, DiscreteVAEModel, {AutoModelForImageToImage: DiscreteVAEModel},
-                    DiscreteVAEImageProcessor),),
+                    DiscreteVAEImageProcessor, lora_target_modules=DVAE_LORA_TARGET_MODULES),),
     card=DVAE_CARD,
     recipe="hf_mmdl.training.autoencoder:DVAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},

@@ -45,6 +45,8 @@ class AutoEntry:
     task_models: Mapping[type, type] = field(default_factory=dict)  # {AutoModelForX: head model}
     image_processor: type | None = None  # AutoImageProcessor
     processor: type | None = None  # AutoProcessor
+    # peft `LoraConfig(target_modules=...)` of the model: the modules whose adapters fine-tune it.
+    lora_target_modules: str | list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class Architecture:
     quickstart: Quickstart | None = None
     demo: str | None = None  # "module:build_demo", called with a model folder or Hub id
     card_variant: Callable[[PretrainedConfig], CardText | None] | None = None  # e.g. the inpainting GLIDE's card
+
+    def entry(self, model_type: str) -> AutoEntry:
+        return next(entry for entry in self.auto if entry.config.model_type == model_type)
 
     @property
     def model_types(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ guidance."""
 import dataclasses
 
 from ..modeling import GlideConfig, GlideModel, GlideTextConfig, GlideTextModel
+from ..modeling.modeling_glide import GLIDE_LORA_TARGET_MODULES
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from ..processing import GlideImageProcessor, GlideProcessor
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, dataset_description
@@ -95,7 +96,8 @@ FULL_RUN = dict(logging_steps=100, seed=0)
 GLIDE = Architecture(
     name="glide",
     title="GLIDE",
-    auto=(AutoEntry(GlideTextConfig, GlideTextModel), AutoEntry(GlideConfig, GlideModel, {}, GlideImageProcessor, GlideProcessor)),
+    auto=(AutoEntry(GlideTextConfig, GlideTextModel), AutoEntry(GlideConfig, GlideModel, {}, GlideImageProcessor, GlideProcessor,
+                    lora_target_modules=GLIDE_LORA_TARGET_MODULES)),
     card=CARD,
     card_variant=lambda config: INPAINTING_CARD if getattr(config, "inpaint", False) else None,
     pipelines=(GlidePipeline, GlideInpaintPipeline, GlideUpsamplePipeline),

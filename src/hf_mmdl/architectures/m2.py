@@ -3,6 +3,7 @@
 from transformers import AutoModelForImageTextToText
 
 from ..modeling import M2Config, M2ForConditionalGeneration, M2Model
+from ..modeling.modeling_m2 import M2_LORA_TARGET_MODULES
 from ..processing import M2ImageProcessor, M2Processor
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, dataset_description
 
@@ -82,7 +83,8 @@ M2 = Architecture(
     name="m2",
     title="M² meshed-memory captioner",
     auto=(AutoEntry(M2Config, M2Model, {AutoModelForImageTextToText: M2ForConditionalGeneration}, M2ImageProcessor,
-                    M2Processor),),
+                    M2Processor,
+                    lora_target_modules=M2_LORA_TARGET_MODULES),),
     card=CARD,
     recipe="hf_mmdl.training.captioning:CAPTIONING_RECIPE",
     command_aliases={"captioning": "hf_mmdl.training.captioning:main"},

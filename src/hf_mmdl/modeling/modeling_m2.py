@@ -117,6 +117,15 @@ class M2Encoder(nn.Module):
         self.input_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.layers = nn.ModuleList([M2EncoderLayer(config) for _ in range(config.encoder_layers)])
 
+    def train(self, mode: bool = True):
+        """A frozen backbone (no parameter requires grad: `--freeze_backbone`, LoRA, SCST on a fixed feature
+        extractor) stays in eval mode, so training passes do not move its BatchNorm running statistics: those are
+        base weights that a frozen model, or an adapter file, must not change."""
+        super().train(mode)
+        if mode and self.backbone is not None and not any(p.requires_grad for p in self.backbone.parameters()):
+            self.backbone.eval()
+        return self
+
     def grid_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Backbone grid cells as visual tokens: (batch, C, h, w) -> (batch, h·w, C)."""
         if self.backbone is None:
