@@ -100,7 +100,7 @@ def test_convert_writes_a_loadable_legacy_folder_from_checkpoint_and_vocab(tmp_p
     # The original train.py saves RNG states next to the weights, numpy's among them.
     torch.save({"state_dict": original_state_dict(d=64), "numpy_rng_state": np.random.get_state(), "epoch": 3},
                tmp_path / "m2.pth")
-    out = convert_m2_checkpoint(tmp_path / "m2.pth", tmp_path / "hf", vocab=tmp_path / "vocab.pkl")
+    out = convert_m2_checkpoint(tmp_path / "m2.pth", tmp_path / "hf", vocab=tmp_path / "vocab.pkl", num_heads=8)
     model = AutoModelForImageTextToText.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out)
     assert model.config.region_mask_mode == "legacy"
@@ -115,8 +115,8 @@ def test_foreign_or_malicious_files_are_refused(tmp_path):
         load_original_vocabulary(tmp_path / "evil.pkl")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no M² state_dict"):
-        convert_m2_checkpoint(tmp_path / "other.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl")
+        convert_m2_checkpoint(tmp_path / "other.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl", num_heads=8)
     (tmp_path / "corrupt.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="weights-only"):
-        convert_m2_checkpoint(tmp_path / "corrupt.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl")
+        convert_m2_checkpoint(tmp_path / "corrupt.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl", num_heads=8)
     assert not (tmp_path / "out").exists()
