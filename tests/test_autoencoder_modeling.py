@@ -247,3 +247,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(make, images):
     plain = gradients()
     model.gradient_checkpointing_enable()
     assert torch.allclose(gradients(), plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("count, error", [(2.5, TypeError), ("3", TypeError), (True, TypeError), (0, ValueError)])
+def test_vae_sample_names_a_bad_image_count(count, error):
+    with pytest.raises(error, match="num_images must be"):
+        tiny_vae().sample(count)
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 0), (0, 2, 2), (1, 2, 0)])
+def test_dvae_decode_code_refuses_an_empty_token_grid(shape):
+    with pytest.raises(ValueError, match=r"decode_code needs at least one image of at least 1×1 tokens"):
+        tiny_dvae().decode_code(torch.zeros(shape, dtype=torch.long))

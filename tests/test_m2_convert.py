@@ -120,3 +120,24 @@ def test_foreign_or_malicious_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="weights-only"):
         convert_m2_checkpoint(tmp_path / "corrupt.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl", num_heads=8)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_head_count_is_a_required_documented_option(tmp_path, capsys):
+    from hf_mmdl.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["convert", "m2", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--num_heads NUM_HEADS" in help_text and "8 for the released COCO model" in help_text
+    assert "does not record it" in help_text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["convert", "m2", "m2.pth", "out", "--vocab", "vocab.pkl"])
+    assert "the following arguments are required: --num_heads" in capsys.readouterr().err
+    args = parser.parse_args(["convert", "m2", "m2.pth", "out", "--vocab", "vocab.pkl", "--num_heads", "4"])
+    assert args.num_heads == 4
+    # The given count is the one the converted model uses (the tensors would fit 1, 2, 4, 8, ... heads alike).
+    assert config_from_original_state_dict(original_state_dict(), num_heads=4).num_attention_heads == 4
+    assert config_from_original_state_dict(original_state_dict(), num_heads=2).num_attention_heads == 2
+    with pytest.raises(ValueError, match="num_heads must be an int ≥ 1"):
+        config_from_original_state_dict(original_state_dict(), num_heads=0)
