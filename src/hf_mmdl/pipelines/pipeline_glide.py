@@ -236,7 +236,7 @@ class GlidePipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
-        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        callback_on_step_end_tensor_inputs: tuple[str, ...] | list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         self.check_output_type(output_type)
         if self.glide.config.inpaint or self.glide.config.super_res:
@@ -269,7 +269,7 @@ class GlideInpaintPipeline(GlidePipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
-        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        callback_on_step_end_tensor_inputs: tuple[str, ...] | list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         self.check_output_type(output_type)
         if not self.glide.config.inpaint:
@@ -310,7 +310,7 @@ class GlideUpsamplePipeline(GlidePipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
-        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        callback_on_step_end_tensor_inputs: tuple[str, ...] | list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         self.check_output_type(output_type)
         if not self.glide.config.super_res:
