@@ -21,7 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..modeling.modeling_glide import GlideModel
 from ..processing.image_processing_autoencoders import OUTPUT_TYPES
-from ..processing.processing_glide import PIPELINE_PROCESSOR_FOLDER, GlideProcessor
+from ..processing.processing_glide import GlideProcessor
 
 
 def respaced_timesteps(num_train_timesteps: int, spacing: str | int) -> list[int]:
