@@ -40,7 +40,7 @@ def region_processor(tokenizer):
 
 @pytest.fixture(scope="session")
 def image_processor_m2(tokenizer):
-    return M2Processor(M2ImageProcessor(size={"height": 32, "width": 32}), tokenizer)
+    return M2Processor(M2ImageProcessor(size={"height": 32, "width": 32}, region_feature_dim=None), tokenizer)
 
 
 def tiny_region_config(tokenizer, **overrides) -> M2Config:

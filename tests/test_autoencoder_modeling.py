@@ -194,3 +194,15 @@ def test_auto_processor_resolves_the_image_processor(tmp_path):
     DiscreteVAEImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(tmp_path)
     processor = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, DiscreteVAEImageProcessor) and processor.do_map_pixels
+
+
+@pytest.mark.parametrize("count, error", [(2.5, TypeError), ("3", TypeError), (True, TypeError), (0, ValueError)])
+def test_vae_sample_names_a_bad_image_count(count, error):
+    with pytest.raises(error, match="num_images must be"):
+        tiny_vae().sample(count)
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 0), (0, 2, 2), (1, 2, 0)])
+def test_dvae_decode_code_refuses_an_empty_token_grid(shape):
+    with pytest.raises(ValueError, match=r"decode_code needs at least one image of at least 1×1 tokens"):
+        tiny_dvae().decode_code(torch.zeros(shape, dtype=torch.long))

@@ -228,3 +228,79 @@ def test_bad_guidance_and_edit_inputs_are_named(pipe):
         editor(["a", "b"], image=[image, image], mask_image=[mask], num_inference_steps=2)
     with pytest.raises(ValueError, match="Got 3 images for 2 prompts"):
         editor(["a", "b"], image=[image] * 3, mask_image=[mask] * 3, num_inference_steps=2)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(prompt=None), ValueError, "prompt is required"),
+    (dict(prompt=7), ValueError, "prompt must be a string or a list of strings, got int"),
+    (dict(prompt="a", num_images_per_prompt=0), ValueError, "num_images_per_prompt must be an int ≥ 1, got 0"),
+    (dict(prompt="a", num_images_per_prompt=1.5), ValueError, "num_images_per_prompt must be an int ≥ 1"),
+    (dict(prompt="a", num_inference_steps="abc"), ValueError, "num_inference_steps 'abc' is not a step count"),
+    (dict(prompt="a", num_inference_steps=2.5), TypeError, "num_inference_steps must be an int or a respacing string"),
+    (dict(prompt="a", latents=torch.zeros(1, 3, 8, 8)), ValueError, r"latents have shape \(1, 3, 8, 8\), but this call samples \(1, 3, 16, 16\)"),
+    (dict(prompt="a", latents=np.zeros((1, 3, 16, 16))), TypeError, "latents must be a float tensor"),
+    (dict(prompt="a", callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["prompt_embeds"]),
+     ValueError, r"may only name \['latents'\]"),
+])
+def test_bad_sampling_arguments_are_named(pipe, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        pipe(**kwargs)
+
+
+def test_given_latents_are_the_initial_noise(pipe):
+    drawn = pipe("a red circle", num_inference_steps=3, num_images_per_prompt=2, output_type="pt",
+                 generator=torch.Generator().manual_seed(3)).images
+    # The same x_T given as latents, and the generator where drawing it would have left it (the ancestral steps
+    # draw from it too), give the same images.
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(2, 3, 16, 16, generator=generator)
+    given = pipe("a red circle", num_inference_steps=3, num_images_per_prompt=2, output_type="pt", latents=noise,
+                 generator=generator).images
+    torch.testing.assert_close(given, drawn)
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(2, 3, 16, 16, generator=generator)
+    other = pipe("a red circle", num_inference_steps=3, num_images_per_prompt=2, output_type="pt", latents=-noise,
+                 generator=generator).images
+    assert not torch.allclose(other, drawn)
+
+
+def test_callback_on_step_end_sees_every_step_and_can_replace_the_latents(pipe):
+    seen = []
+
+    def record(pipeline, step, timestep, callback_kwargs):
+        seen.append((step, int(timestep), callback_kwargs["latents"].shape))
+        return callback_kwargs
+
+    pipe("a red circle", num_inference_steps=3, callback_on_step_end=record, generator=torch.Generator().manual_seed(0))
+    assert seen == [(i, t, (1, 3, 16, 16)) for i, t in enumerate(respaced_timesteps(1000, 3))]
+    zeroed = pipe("a red circle", num_inference_steps=3, output_type="pt",
+                  callback_on_step_end=lambda p, i, t, kw: {"latents": torch.zeros_like(kw["latents"])}).images
+    assert torch.equal(zeroed, torch.full_like(zeroed, 0.5))  # x₀ = 0 in [-1, 1] is grey 0.5
+
+
+def test_diffusers_and_transformers_generic_loaders_open_the_pipeline_folder(pipe, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    pipe.save_pretrained(tmp_path)
+    loaded = DiffusionPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is GlidePipeline
+    expected = pipe("a red circle", num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(1)).images
+    got = loaded("a red circle", num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(1)).images
+    torch.testing.assert_close(got, expected)
+    processor = AutoProcessor.from_pretrained(tmp_path)  # the root folder, as for a transformers model
+    assert isinstance(processor, GlideProcessor)
+    assert torch.equal(processor(text="a red circle")["input_ids"], pipe.processor(text="a red circle")["input_ids"])
+
+
+def test_saving_a_pipeline_onto_a_file_raises(pipe, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is an existing file"):
+        pipe.save_pretrained(tmp_path / "file")
+
+
+def test_a_processor_folder_without_tokenizer_files_names_them(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "processor" / name).unlink()
+    with pytest.raises(OSError, match="no saved tokenizer for GlideProcessor: tokenizer.json, tokenizer_config.json missing"):
+        AutoProcessor.from_pretrained(tmp_path)

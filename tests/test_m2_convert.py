@@ -100,7 +100,7 @@ def test_convert_writes_a_loadable_legacy_folder_from_checkpoint_and_vocab(tmp_p
     # The original train.py saves RNG states next to the weights, numpy's among them.
     torch.save({"state_dict": original_state_dict(d=64), "numpy_rng_state": np.random.get_state(), "epoch": 3},
                tmp_path / "m2.pth")
-    out = convert_m2_checkpoint(tmp_path / "m2.pth", tmp_path / "hf", vocab=tmp_path / "vocab.pkl")
+    out = convert_m2_checkpoint(tmp_path / "m2.pth", tmp_path / "hf", vocab=tmp_path / "vocab.pkl", num_heads=8)
     model = AutoModelForImageTextToText.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out)
     assert model.config.region_mask_mode == "legacy"
@@ -115,8 +115,29 @@ def test_foreign_or_malicious_files_are_refused(tmp_path):
         load_original_vocabulary(tmp_path / "evil.pkl")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no M² state_dict"):
-        convert_m2_checkpoint(tmp_path / "other.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl")
+        convert_m2_checkpoint(tmp_path / "other.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl", num_heads=8)
     (tmp_path / "corrupt.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="weights-only"):
-        convert_m2_checkpoint(tmp_path / "corrupt.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl")
+        convert_m2_checkpoint(tmp_path / "corrupt.pth", tmp_path / "out", vocab=tmp_path / "evil.pkl", num_heads=8)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_head_count_is_a_required_documented_option(tmp_path, capsys):
+    from hf_mmdl.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["convert", "m2", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--num_heads NUM_HEADS" in help_text and "8 for the released COCO model" in help_text
+    assert "does not record it" in help_text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["convert", "m2", "m2.pth", "out", "--vocab", "vocab.pkl"])
+    assert "the following arguments are required: --num_heads" in capsys.readouterr().err
+    args = parser.parse_args(["convert", "m2", "m2.pth", "out", "--vocab", "vocab.pkl", "--num_heads", "4"])
+    assert args.num_heads == 4
+    # The given count is the one the converted model uses (the tensors would fit 1, 2, 4, 8, ... heads alike).
+    assert config_from_original_state_dict(original_state_dict(), num_heads=4).num_attention_heads == 4
+    assert config_from_original_state_dict(original_state_dict(), num_heads=2).num_attention_heads == 2
+    with pytest.raises(ValueError, match="num_heads must be an int ≥ 1"):
+        config_from_original_state_dict(original_state_dict(), num_heads=0)

@@ -63,3 +63,27 @@ def test_push_uploads_model_processor_and_card_in_one_commit(saved_captioner, mo
 def test_offline_push_fails_loudly(saved_captioner):
     with pytest.raises(Exception, match="(?i)offline"):
         push_folder_to_hub(saved_captioner, "someone/m2-scenes")
+
+
+def test_push_of_a_pipeline_folder_uploads_every_component_and_the_processor(tmp_path, monkeypatch):
+    from transformers import AutoProcessor
+
+    from test_glide_pipeline import variant_pipeline
+    from hf_mmdl.pipelines import GlidePipeline
+
+    variant_pipeline(GlidePipeline).save_pretrained(tmp_path / "glide")
+    uploaded = {}
+
+    def fake_upload_folder(self, repo_id, folder_path, commit_message, **kwargs):
+        folder = Path(folder_path)
+        uploaded["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        uploaded["processor"] = AutoProcessor.from_pretrained(folder)  # what a Hub user's AutoProcessor reads
+        return "https://huggingface.co/someone/glide/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    push_folder_to_hub(tmp_path / "glide", "someone/glide")
+    for name in ("model_index.json", "processor_config.json", "processor/tokenizer.json", "processor/processor_config.json",
+                 "glide/model.safetensors", "scheduler/scheduler_config.json"):
+        assert name in uploaded["files"], name
+    assert type(uploaded["processor"]).__name__ == "GlideProcessor"

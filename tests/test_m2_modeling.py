@@ -125,3 +125,42 @@ def test_visual_input_errors_are_explained(region_model, grid_model, regions, im
         region_model(**regions, labels=torch.tensor([[5, 3]]))
     with pytest.raises(ValueError, match="max_position_embeddings"):
         region_model(**regions, decoder_input_ids=torch.full((2, 40), 5))
+
+
+def test_region_features_into_a_backbone_model_are_refused(grid_model):
+    regions = torch.randn(1, 4, grid_model.model.encoder.input_proj.in_features)
+    with pytest.raises(ValueError, match="reads images through its backbone .* pass `pixel_values`"):
+        grid_model(region_features=regions, decoder_input_ids=torch.tensor([[2]]))
+    with pytest.raises(ValueError, match="reads images through its backbone"):
+        grid_model.generate(region_features=regions, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("num_beams", [0, -1, 2.0])
+def test_generate_names_a_bad_num_beams(region_model, regions, num_beams):
+    with pytest.raises(ValueError, match=r"num_beams must be an int ≥ 1 .* got"):
+        region_model.generate(**regions, num_beams=num_beams)
+
+
+def test_generate_refuses_captions_longer_than_the_position_table_before_decoding(region_model, regions):
+    calls = []
+    region_model.model.decoder.register_forward_hook(lambda *args: calls.append(1))
+    limit = region_model.config.max_position_embeddings  # 20: <bos> plus 19 fed tokens, then one more generated
+    with pytest.raises(ValueError, match=rf"max_new_tokens=21.*max_position_embeddings={limit}: pass max_new_tokens ≤ {limit}"):
+        region_model.generate(**regions, num_beams=2, max_new_tokens=limit + 1)
+    with pytest.raises(ValueError, match="a 2-token prefix.*pass max_new_tokens ≤ 18"):
+        region_model.generate(**regions, decoder_input_ids=torch.tensor([[2, 5, 6]] * 2), max_new_tokens=19)
+    assert calls == []  # refused before the first decoding step
+    region_model.generation_config.eos_token_id = None  # decode the whole length: the largest allowed count fits
+    assert region_model.generate(**regions, num_beams=2, max_new_tokens=limit).shape == (2, limit + 1)
+
+
+def test_encoder_outputs_errors_recommend_what_beam_search_can_take(region_model, regions):
+    encoded = region_model.get_encoder()(**regions)
+    with pytest.raises(TypeError, match="pass it unchanged") as error:
+        region_model.generate(encoder_outputs=encoded.to_tuple(), num_beams=2, max_new_tokens=3)
+    assert "M2EncoderOutput" in str(error.value) and "only forward also takes them as a tuple" in str(error.value)
+    with pytest.raises(TypeError, match="M2EncoderOutput"):
+        region_model(encoder_outputs="encoded", decoder_input_ids=torch.tensor([[2], [2]]))
+    generated = region_model.generate(encoder_outputs=encoded, region_attention_mask=regions["region_attention_mask"],
+                                      num_beams=2, max_new_tokens=3)
+    assert generated.shape[0] == 2

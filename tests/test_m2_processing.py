@@ -3,7 +3,12 @@ import PIL.Image
 import pytest
 import torch
 
+from transformers import AutoProcessor
+
+from hf_mmdl import M2Processor
 from hf_mmdl.processing import words_of
+
+from conftest import tiny_region_config
 
 
 def test_caption_tokenizer_lowercases_drops_punctuation_and_orders_specials(tokenizer):
@@ -102,3 +107,20 @@ def test_mismatched_batches_and_double_inputs_are_rejected(region_processor, ima
 def test_over_long_captions_truncate_when_asked(image_processor_m2):
     labels = image_processor_m2(text_target=["a " * 40], truncation=True)["labels"]
     assert labels.shape[1] == image_processor_m2.max_caption_length + 1
+
+
+def test_the_processor_of_a_backbone_model_refuses_region_features(image_processor_m2):
+    with pytest.raises(ValueError, match="reads images through a backbone .* pass `images`"):
+        image_processor_m2(region_features=[np.ones((3, 2048), np.float32)])
+
+
+def test_a_folder_without_tokenizer_files_names_them(region_processor, tmp_path):
+    # A model folder with its image processor but no tokenizer: transformers would ask for sentencepiece.
+    tiny_region_config(region_processor.tokenizer).save_pretrained(tmp_path)
+    region_processor.image_processor.save_pretrained(tmp_path)
+    with pytest.raises(OSError, match=r"no saved tokenizer for M2Processor: tokenizer.json, tokenizer_config.json missing"):
+        M2Processor.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="tokenizer.json, tokenizer_config.json missing"):
+        AutoProcessor.from_pretrained(tmp_path)
+    region_processor.save_pretrained(tmp_path)
+    assert AutoProcessor.from_pretrained(tmp_path).tokenizer.get_vocab() == region_processor.tokenizer.get_vocab()

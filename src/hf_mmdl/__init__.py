@@ -3,7 +3,7 @@
 Importing the package registers every architecture's configurations, models and processors (as declared in
 `hf_mmdl.architectures`) with transformers' Auto classes, so `AutoConfig`, `AutoModel`, the task Auto classes
 (`AutoModelForImageTextToText`, `AutoModelForImageToImage`), `AutoImageProcessor`, `AutoProcessor` and
-`pipeline(...)` load saved folders. Every declared class is importable from here (`from hf_mmdl import M2Config,
+`pipeline(...)` load saved folders, and exposes the diffusers pipelines to `DiffusionPipeline.from_pretrained`. Every declared class is importable from here (`from hf_mmdl import M2Config,
 GlidePipeline`), diffusers pipelines included.
 """
 
@@ -29,6 +29,21 @@ def _register_with_auto_classes() -> None:
                 AutoProcessor.register(entry.config, entry.processor, exist_ok=True)
 
 
+def _register_pipelines_with_diffusers() -> None:
+    # `DiffusionPipeline.from_pretrained(folder)` reads `_class_name` from model_index.json and looks the class up
+    # as an attribute of the `diffusers` module (diffusers has no registry for outside pipelines); exposing the
+    # package's pipelines there lets diffusers' generic loader load their folders once `hf_mmdl` is imported,
+    # without `trust_remote_code` or code files in the folder.
+    import diffusers
+
+    for architecture in ARCHITECTURES.values():
+        for pipeline_class in architecture.pipelines:
+            existing = diffusers.__dict__.get(pipeline_class.__name__)
+            if existing is not None and existing is not pipeline_class:
+                raise RuntimeError(f"diffusers already defines {pipeline_class.__name__}; rename the hf_mmdl pipeline.")
+            setattr(diffusers, pipeline_class.__name__, pipeline_class)
+
+
 def _declared_classes() -> dict[str, type]:
     classes = {}
     for architecture in ARCHITECTURES.values():
@@ -40,6 +55,7 @@ def _declared_classes() -> dict[str, type]:
 
 
 _register_with_auto_classes()
+_register_pipelines_with_diffusers()
 globals().update(_declared_classes())
 
 MODEL_TYPES = tuple(model_type for architecture in ARCHITECTURES.values() for model_type in architecture.model_types)

@@ -96,6 +96,10 @@ M2 = Architecture(
             (("checkpoint",), dict(help="meshed_memory_transformer.pth (or a *_best.pth of the original train.py).")),
             (("output_dir",), {}),
             (("--vocab",), dict(required=True, help="The original vocab.pkl (its word list becomes the tokenizer).")),
+            (("--num_heads",), dict(required=True, type=int, help=(
+                "Attention heads of the checkpoint's model: 8 for the released COCO model "
+                "(meshed_memory_transformer.pth). The .pth does not record it, and a wrong value converts without "
+                "an error into wrong outputs, so it must be given."))),
         ),
     ),),
     quickstart=Quickstart(

@@ -5,7 +5,11 @@ and RNG states; `vocab.pkl` is a pickled `data.vocab.Vocab`. Neither is unpickle
 `torch.load(weights_only=True)`, allowing only the numpy types its RNG state needs, and the vocabulary with an
 unpickler that knows the three names a Vocab pickle uses and refuses any other.
 
-    hf-mmdl convert m2 meshed_memory_transformer.pth OUT_DIR --vocab vocab.pkl
+    hf-mmdl convert m2 meshed_memory_transformer.pth OUT_DIR --vocab vocab.pkl --num_heads 8
+
+The checkpoint does not record the number of attention heads (every tensor has the same shape for any head count
+dividing d_model), so it is a required argument: the released COCO model uses 8; a wrong value converts without an
+error into a model with wrong outputs.
 """
 
 import collections
@@ -55,8 +59,11 @@ def rename_original_key(key: str) -> str | None:
     raise KeyError(f"Unknown tensor {key!r} in the original M² state dict: is this a meshed-memory transformer checkpoint?")
 
 
-def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], num_heads: int = 8, **overrides) -> M2Config:
-    """Read the architecture off the tensor shapes (heads are not stored: the release uses 8)."""
+def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], num_heads: int, **overrides) -> M2Config:
+    """Read the architecture off the tensor shapes. `num_heads` is not stored in the checkpoint and must be given
+    (the released model uses 8); it must be an int ≥ 1 dividing d_model, else a `ValueError`."""
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be an int ≥ 1 (the released M² uses 8), got {num_heads!r}.")
     vocab_size, d_model = state_dict["decoder.word_emb.weight"].shape
     layer_ids = lambda prefix: {int(k.split(".")[2]) for k in state_dict if k.startswith(prefix)}  # noqa: E731
     encoder_layers, decoder_layers = len(layer_ids("encoder.layers.")), len(layer_ids("decoder.layers."))
@@ -148,9 +155,10 @@ def load_original_vocabulary(path: str | Path) -> list[str]:
     return itos
 
 
-def convert_m2_checkpoint(checkpoint: str | Path, output_dir: str | Path, vocab: str | Path, num_heads: int = 8) -> Path:
+def convert_m2_checkpoint(checkpoint: str | Path, output_dir: str | Path, vocab: str | Path, num_heads: int) -> Path:
     """Write a `from_pretrained` folder (model in legacy mode, word tokenizer from the original vocabulary, region
-    processor for 50 × 2048-d detector features) for an original M² checkpoint."""
+    processor for 50 × 2048-d detector features) for an original M² checkpoint. `num_heads` is the checkpoint
+    model's attention head count, which the file does not record (8 for the released COCO model)."""
     state_dict = load_original_checkpoint(checkpoint)
     itos = load_original_vocabulary(vocab)
     config = config_from_original_state_dict(state_dict, num_heads=num_heads)

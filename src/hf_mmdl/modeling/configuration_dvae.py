@@ -2,11 +2,13 @@
 
 from transformers import PretrainedConfig
 
+from .loading import ModelTypeCheckedConfig
+
 # DALL-E's stage-1 geometry: 256×256×3 values per 32×32 token positions (App. A.2 divides the KL by this).
 DALLE_VALUES_PER_POSITION = 192
 
 
-class DiscreteVAEConfig(PretrainedConfig):
+class DiscreteVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
     r"""
     Configuration of [`DiscreteVAEModel`]. Defaults are the released openai/DALL-E encoder and decoder (4 groups of
     2 blocks, 256 hidden channels, 8192 codes, 128-d code embeddings: 97.6 M parameters, 256×256 → 32×32 tokens);

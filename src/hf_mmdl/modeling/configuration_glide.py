@@ -4,11 +4,13 @@ Text-Guided Diffusion Models", ICML 2022): its caption transformer and its text-
 from transformers import PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .loading import ModelTypeCheckedConfig
+
 NOISE_SCHEDULES = ("squaredcos_cap_v2", "linear")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
-class GlideTextConfig(PretrainedConfig):
+class GlideTextConfig(ModelTypeCheckedConfig, PretrainedConfig):
     r"""
     Configuration of [`GlideTextModel`], GLIDE's caption encoder. Defaults are the released (filtered) model: GPT-2
     BPE vocabulary, 128 tokens, 16 pre-LN blocks of width 512 with 8 heads.
@@ -45,7 +47,7 @@ class GlideTextConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
 
 
-class GlideConfig(PretrainedConfig):
+class GlideConfig(ModelTypeCheckedConfig, PretrainedConfig):
     r"""
     Configuration of [`GlideModel`]: a caption transformer (`text_config`) and an ADM UNet (built from diffusers'
     `UNet2DConditionModel` blocks) that predicts ε and a learned variance for x_t given the caption. Defaults are the

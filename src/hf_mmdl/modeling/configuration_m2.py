@@ -3,11 +3,13 @@
 from transformers import AutoConfig, PretrainedConfig, ResNetConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .loading import ModelTypeCheckedConfig
+
 REGION_MASK_MODES = ("correct", "legacy")
 POSITION_TABLE_INITS = ("sinusoidal", "xavier")
 
 
-class M2Config(PretrainedConfig):
+class M2Config(ModelTypeCheckedConfig, PretrainedConfig):
     r"""
     Configuration of [`M2Model`] / [`M2ForConditionalGeneration`]. Defaults reproduce the paper's captioner
     (d=512, 8 heads, 3 encoder and 3 decoder layers, 40 memory slots, 2048-d detector regions).

@@ -2,12 +2,14 @@
 
 from transformers import PretrainedConfig
 
+from .loading import ModelTypeCheckedConfig
+
 LATENT_TYPES = ("spatial", "vector")
 LIKELIHOODS = ("gaussian", "bernoulli")
 GAUSSIAN_SCALES = ("per_channel", "scalar", "fixed")
 
 
-class ImageVAEConfig(PretrainedConfig):
+class ImageVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
     r"""
     Configuration of [`ImageVAEModel`]. The encoder and decoder are diffusers' VAE `Encoder`/`Decoder` with
     `AutoencoderKL`'s arguments, so an `AutoencoderKL` config maps field by field (`convert_autoencoder_kl`); the

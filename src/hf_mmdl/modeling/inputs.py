@@ -34,3 +34,12 @@ def map_pixels(images: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
 def unmap_pixels(mapped: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
     """Inverse of `map_pixels`, clamped to [0, 1]."""
     return ((mapped - eps) / (1 - 2 * eps)).clamp(0, 1)
+
+
+def to_model_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A floating `tensor` cast to the model's floating `dtype` (as transformers models cast their inputs): processors
+    return float32, which a model loaded with `dtype=torch.bfloat16` (or float16) could not otherwise take. Integer
+    and boolean tensors (ids, masks), `None` and non-tensors (left to the caller's checks) pass unchanged."""
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dtype == dtype:
+        return tensor
+    return tensor.to(dtype)

@@ -22,7 +22,8 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_dvae import DiscreteVAEConfig
-from .inputs import check_image_batch, map_pixels, unmap_pixels
+from .inputs import check_image_batch, map_pixels, to_model_dtype, unmap_pixels
+from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
 
 logger = logging.get_logger(__name__)
@@ -168,7 +169,7 @@ class DiscreteVAEDecoder(nn.Module):
         return self.blocks[1:](self.embed_indices(indices))
 
 
-class DiscreteVAEPreTrainedModel(PreTrainedModel):
+class DiscreteVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     """Weight init and loading for the dVAE: like the released `Conv2d`, weights ~ N(0, 1/(in·k²)) and zero biases."""
 
     config: DiscreteVAEConfig
@@ -242,13 +243,21 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
     def get_codebook_indices(self, pixel_values: torch.Tensor) -> torch.LongTensor:
         """Tokens of mapped images: the argmax code at each position, no gumbel noise (§2.2). Shape (batch, h, w)."""
         self._check(pixel_values)
-        return self.encoder(pixel_values).argmax(1)
+        return self.encoder(to_model_dtype(pixel_values, self.dtype)).argmax(1)
 
     @torch.no_grad()
     def decode_code(self, indices: torch.LongTensor) -> torch.Tensor:
-        """Images in [0, 1] from a (batch, h, w) grid of token ids."""
-        if indices.ndim != 3 or indices.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"indices must be an integer tensor of shape (batch, h, w), got {indices.dtype} {tuple(indices.shape)}.")
+        """Images in [0, 1] of shape (batch, channels, h·f, w·f) from a (batch, h, w) grid of token ids (f = the
+        downsampling factor). Raises a `ValueError` for another shape or dtype, an empty grid, or ids outside the
+        codebook."""
+        if not isinstance(indices, torch.Tensor) or indices.ndim != 3 or indices.dtype not in (torch.int32, torch.int64):
+            got = f"{indices.dtype} {tuple(indices.shape)}" if isinstance(indices, torch.Tensor) else type(indices).__name__
+            raise ValueError(f"indices must be an integer tensor of shape (batch, h, w), got {got}.")
+        if 0 in indices.shape:
+            raise ValueError(
+                f"indices has shape {tuple(indices.shape)}: decode_code needs at least one image of at least 1×1 tokens "
+                "(e.g. the (batch, h, w) grid that get_codebook_indices returns)."
+            )
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.config.vocab_size):
             raise ValueError(
                 f"Token ids must lie in [0, {self.config.vocab_size}), got [{indices.min()}, {indices.max()}]."
@@ -285,7 +294,7 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
                 "likelihood needs values strictly inside (0, 1): map [0, 1] images with `model.map_pixels` (the "
                 "processor does this when do_map_pixels=True)."
             )
-        logits = self.encoder(pixel_values)
+        logits = self.encoder(to_model_dtype(pixel_values, self.dtype))
         temperature = self.current_temperature()
         if relaxed:
             codes = gumbel_softmax(logits, temperature, generator)

@@ -21,7 +21,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 
 from .configuration_glide import GlideConfig, GlideTextConfig
+from .inputs import to_model_dtype
 from .layers import MultiHeadAttention
+from .loading import CheckedSaveLoadMixin
 
 
 class GlideTextBlock(GradientCheckpointingLayer):
@@ -67,7 +69,7 @@ def init_text_weights(module: nn.Module, std: float) -> None:
         _init_layer_norm(module.final_ln)
 
 
-class GlideTextPreTrainedModel(PreTrainedModel):
+class GlideTextPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     config: GlideTextConfig
     base_model_prefix = "text_model"
     input_modalities = ("text",)
@@ -284,7 +286,7 @@ INPAINT_CHANNELS = 4  # the masked image (3) and the mask (1), last among the UN
 GLIDE_LORA_TARGET_MODULES = r"unet\..*attentions\.\d+\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)"
 
 
-class GlidePreTrainedModel(PreTrainedModel):
+class GlidePreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     """Weight init and loading for GLIDE. The UNet keeps diffusers' init; the caption transformer its own."""
 
     config: GlideConfig
@@ -354,9 +356,10 @@ class GlideModel(GlidePreTrainedModel):
         """The prediction (ε or v, per `config.prediction_type`) and variance logits (batch, 6, H, W) for x_t at
         `timesteps` given the caption (pass `text_outputs` to reuse an encoded caption across sampling steps)."""
         text = text_outputs if text_outputs is not None else self.encode_text(input_ids, attention_mask)
-        hidden = text.last_hidden_state.to(self.unet.conv_in.weight.dtype)  # not unet.dtype, which walks every module
+        dtype = self.unet.conv_in.weight.dtype  # not unet.dtype, which walks every module
+        hidden = text.last_hidden_state.to(dtype)
         return self.unet(
-            self.extra_inputs(sample, low_res, inpaint_image, inpaint_mask),
+            self.extra_inputs(to_model_dtype(sample, dtype), low_res, inpaint_image, inpaint_mask),
             timesteps,
             encoder_hidden_states=hidden,
             class_labels=text.pooler_output.to(hidden.dtype),

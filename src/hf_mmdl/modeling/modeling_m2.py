@@ -20,7 +20,9 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_m2 import M2Config
+from .inputs import to_model_dtype
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
+from .loading import CheckedSaveLoadMixin
 
 # transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache`; M² accepts both.
 CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
@@ -154,6 +156,14 @@ class M2Encoder(nn.Module):
     ) -> M2EncoderOutput:
         if (pixel_values is None) == (region_features is None):
             raise ValueError("Pass exactly one visual input: `pixel_values` (images) or `region_features`.")
+        if region_features is not None and self.backbone is not None:
+            raise ValueError(
+                "This M² model reads images through its backbone (`backbone_config`), so its input projection expects "
+                f"{self.input_proj.in_features}-d backbone cells, not detector regions: pass `pixel_values` (images "
+                "through its processor), or use a model built for region features (no backbone_config)."
+            )
+        dtype = self.input_proj.weight.dtype
+        pixel_values, region_features = to_model_dtype(pixel_values, dtype), to_model_dtype(region_features, dtype)
         if pixel_values is not None:
             features = self.grid_features(pixel_values)
             projected = self.input_proj(features)
@@ -322,7 +332,7 @@ class M2Decoder(nn.Module):
         return hidden_states, tuple(all_hidden_states) or None, tuple(all_gates) or None
 
 
-class M2PreTrainedModel(PreTrainedModel):
+class M2PreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     """Weight init and loading for M² models. Like the released code, every ≥2-D weight is Xavier-uniform (memory
     slots and embeddings included) and attention/gate biases are zero."""
 
@@ -361,9 +371,14 @@ def _as_encoder_output(encoder_outputs) -> M2EncoderOutput:
         return encoder_outputs
     if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) >= 3:
         return M2EncoderOutput(*encoder_outputs[:3])
-    raise TypeError(
-        "encoder_outputs must be an M2EncoderOutput (or a tuple of last_hidden_state, level_hidden_states, "
-        "attention_mask) as returned by `model.get_encoder()`."
+    raise TypeError(_encoder_outputs_error(encoder_outputs))
+
+
+def _encoder_outputs_error(encoder_outputs) -> str:
+    return (
+        f"encoder_outputs must be the M2EncoderOutput that `model.get_encoder()(...)` returns, got "
+        f"{type(encoder_outputs).__name__}: pass it unchanged (generate's beam search expands its fields per beam; "
+        "only forward also takes them as a tuple of last_hidden_state, level_hidden_states, attention_mask)."
     )
 
 
@@ -498,6 +513,33 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         # alone, so only the self-attention cache moves; copying the 3-level cross cache each step halved speed.
         cache.self_attention_cache.reorder_cache(beam_idx)
         return cache
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """transformers' `generate` (defaults: 5 beams, 20 new tokens, no length penalty), after checks that name a
+        bad setting before any decoding: `num_beams` must be an int ≥ 1, `encoder_outputs` an [`M2EncoderOutput`]
+        (beam search cannot expand a tuple), and the longest caption (<bos>, any `decoder_input_ids` prefix and
+        `max_new_tokens`, or `max_length`) must fit the position table (`max_position_embeddings`). Each raises a
+        `ValueError` (a `TypeError` for `encoder_outputs`)."""
+        config = generation_config if generation_config is not None else self.generation_config
+        num_beams = kwargs.get("num_beams", config.num_beams)
+        if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"num_beams must be an int ≥ 1 (1 = greedy search; the paper uses 5), got {num_beams!r}.")
+        encoder_outputs = kwargs.get("encoder_outputs")
+        if encoder_outputs is not None and not isinstance(encoder_outputs, M2EncoderOutput):
+            raise TypeError(_encoder_outputs_error(encoder_outputs))
+        prefix = kwargs.get("decoder_input_ids")
+        prefix_length = prefix.shape[-1] if prefix is not None else 1
+        max_new_tokens = kwargs.get("max_new_tokens", config.max_new_tokens)
+        max_length = prefix_length + max_new_tokens if max_new_tokens is not None else kwargs.get("max_length", config.max_length)
+        # The last generated token is never fed back, so the decoder reads at most max_length - 1 positions.
+        if max_length - 1 > self.config.max_position_embeddings:
+            allowed = self.config.max_position_embeddings + 1 - prefix_length
+            raise ValueError(
+                f"Asked for captions of up to {max_length} tokens (<bos>, a {prefix_length - 1}-token prefix and "
+                f"max_new_tokens={max_length - prefix_length}), but the position table holds "
+                f"max_position_embeddings={self.config.max_position_embeddings}: pass max_new_tokens ≤ {allowed}."
+            )
+        return super().generate(inputs, generation_config, **kwargs)
 
     def _prepare_model_inputs(self, inputs=None, bos_token_id=None, model_kwargs=None):
         # Either visual input can drive generation; transformers only knows the main one (pixel_values).

@@ -25,7 +25,8 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_vae import ImageVAEConfig
-from .inputs import check_image_batch
+from .inputs import check_image_batch, to_model_dtype
+from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
 
 logger = logging.get_logger(__name__)
@@ -80,7 +81,7 @@ class ImageVAEOutput(ModelOutput):
     bits_per_dim: torch.FloatTensor | None = None
 
 
-class ImageVAEPreTrainedModel(PreTrainedModel):
+class ImageVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     """Weight init and loading for the image VAE: PyTorch's default init for every layer, as diffusers'
     `AutoencoderKL` gets, so a fresh model matches a fresh `AutoencoderKL` in distribution."""
 
@@ -183,7 +184,7 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
     def encode(self, pixel_values: torch.Tensor, return_dict: bool = True):
         """q(z|x) as a `DiagonalGaussianDistribution` (KW Eq. 9: the encoder emits μ and log σ²)."""
         self._check(pixel_values)
-        moments = self.encoder(pixel_values)
+        moments = self.encoder(to_model_dtype(pixel_values, self.dtype))
         if self.quant_conv is not None:
             moments = self.quant_conv(moments)
         if self.config.latent_type == "vector":
@@ -193,6 +194,7 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True):
         """p(x|z): the decoder mean in [-1, 1] (`sample`) and the raw decoder output (`logits`)."""
+        latents = to_model_dtype(latents, self.dtype)
         if self.config.latent_type == "vector":
             latents = latents.reshape(latents.shape[0], -1)
             if latents.shape[1] != self.config.latent_dim:
@@ -282,7 +284,11 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
 
     @torch.no_grad()
     def sample(self, num_images: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw z ~ N(0, t²·I) and decode its mean (no pixel noise): `num_images` images in [0, 1]."""
+        """Draw z ~ N(0, t²·I) and decode its mean (no pixel noise): `num_images` (an int ≥ 1) images in [0, 1],
+        shape (num_images, channels, height, width). A non-integer count raises a `TypeError`, a count below 1 or a
+        negative temperature a `ValueError`."""
+        if isinstance(num_images, bool) or not isinstance(num_images, int):
+            raise TypeError(f"num_images must be an int (how many images to draw), got {num_images!r}.")
         if num_images < 1:
             raise ValueError(f"num_images must be ≥ 1, got {num_images}.")
         if temperature < 0:

@@ -7,8 +7,10 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import PILImageResampling
+from transformers.utils import cached_file
 
 from .image_processing_autoencoders import OUTPUT_TYPES, AutoencoderImageProcessor
+from .tokenization import SavedTokenizerRequired
 
 
 def encode_captions(tokenizer, captions: list[str], text_ctx: int, pad_token_id: int, truncation: bool = True):
@@ -72,7 +74,11 @@ class GlideImageProcessor(AutoencoderImageProcessor):
         return (~repaint).float()
 
 
-class GlideProcessor(ProcessorMixin):
+# The pipeline component that holds the processor (diffusers names component folders after the attribute).
+PIPELINE_PROCESSOR_FOLDER = "processor"
+
+
+class GlideProcessor(SavedTokenizerRequired, ProcessorMixin):
     """Turns captions, images and edit masks into [`GlideModel`] inputs and generated images back into PIL images.
 
     - `text` → `input_ids`, `attention_mask` of `text_ctx` tokens (empty string = unconditional).
@@ -86,6 +92,19 @@ class GlideProcessor(ProcessorMixin):
         self.text_ctx = text_ctx
         self.upsample_factor = upsample_factor
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "GlideProcessor":
+        """Load a saved processor; a GLIDE pipeline folder (with `model_index.json`, local or on the Hub) is read from
+        its `processor/` component, so `AutoProcessor.from_pretrained(pipeline_folder)` works as on the component
+        folder (the pipeline writes a root `processor_config.json` naming this class for AutoProcessor)."""
+        if not kwargs.get("subfolder"):
+            hub = {key: kwargs[key] for key in ("cache_dir", "token", "revision", "local_files_only") if key in kwargs}
+            index = cached_file(pretrained_model_name_or_path, "model_index.json", _raise_exceptions_for_missing_entries=False,
+                                _raise_exceptions_for_connection_errors=False, _raise_exceptions_for_gated_repo=False, **hub)
+            if index is not None:
+                kwargs["subfolder"] = PIPELINE_PROCESSOR_FOLDER
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def for_config(cls, config, tokenizer) -> "GlideProcessor":

@@ -7,11 +7,13 @@ from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, PILImageResampling
 
 from .image_processing import validate_images
+from .tokenization import SavedTokenizerRequired
 
 
 class M2ImageProcessor(PilBackend):
     """Resizes, rescales and normalises images for an M² model with a grid backbone, and pads/truncates precomputed
-    region features (the paper's detector features) to `max_regions` with a mask.
+    region features (the paper's detector features) to `max_regions` with a mask. `region_feature_dim=None` is the
+    processor of a model that reads images through a backbone: it refuses region features.
 
     Grey, palette, RGBA (composited on white) and CMYK images are converted to RGB; other modes raise a
     `ValueError`."""
@@ -26,7 +28,7 @@ class M2ImageProcessor(PilBackend):
     do_normalize = True
     do_convert_rgb = True
 
-    def __init__(self, max_regions: int = 50, region_feature_dim: int = 2048, **kwargs):
+    def __init__(self, max_regions: int = 50, region_feature_dim: int | None = 2048, **kwargs):
         super().__init__(**kwargs)
         self.max_regions = max_regions
         self.region_feature_dim = region_feature_dim
@@ -38,7 +40,13 @@ class M2ImageProcessor(PilBackend):
         """Stack per-image region features of shape (regions_i, region_feature_dim) into `region_features` of shape
         (batch, max_regions, dim), zero-padded, plus a `region_attention_mask` (1 = real region). Images with more
         than `max_regions` regions keep their first `max_regions` (as the original code does), unless
-        `truncation=False`, which raises instead."""
+        `truncation=False`, which raises instead. A processor with `region_feature_dim=None` (a backbone model's)
+        raises a `ValueError`."""
+        if self.region_feature_dim is None:
+            raise ValueError(
+                "This processor belongs to an M² model that reads images through a backbone (region_feature_dim=None): "
+                "pass `images`, or use the processor of a model built for detector region features."
+            )
         if isinstance(region_features, (np.ndarray, torch.Tensor)) and region_features.ndim == 2:
             region_features = [region_features]
         region_features = [np.asarray(f.detach().cpu() if hasattr(f, "detach") else f, dtype=np.float32) for f in region_features]
@@ -68,7 +76,7 @@ class M2ImageProcessor(PilBackend):
         return BatchFeature({"region_features": batch, "region_attention_mask": mask})
 
 
-class M2Processor(ProcessorMixin):
+class M2Processor(SavedTokenizerRequired, ProcessorMixin):
     """Turns images (or region features) and captions into M² inputs, and generated ids back into captions.
 
     - `images` → `pixel_values`; `region_features` → `region_features` + `region_attention_mask`.

@@ -5,9 +5,11 @@ times; the rest map to <unk>. The vocabulary is sorted by frequency, then alphab
 so that the same captions always give the same ids.
 """
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -55,6 +57,27 @@ def caption_tokenizer_from_vocab(itos: Sequence[str], model_max_length: int = 54
         model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
     )
+
+
+class SavedTokenizerRequired:
+    """Mixin for a `ProcessorMixin` (listed before it) whose tokenizer is a `tokenizers` serialisation: loading a
+    local folder that lacks the tokenizer's files raises an `OSError` naming them, where transformers would try to
+    convert a slow tokenizer and ask for sentencepiece."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        folder = Path(os.fspath(pretrained_model_name_or_path)) / (kwargs.get("subfolder") or "")
+        if folder.is_dir():
+            has_serialisation = (folder / "tokenizer.json").is_file() or all(
+                (folder / name).is_file() for name in ("vocab.json", "merges.txt"))
+            missing = [name for name in ("tokenizer.json", "tokenizer_config.json") if not (folder / name).is_file()]
+            if not has_serialisation or "tokenizer_config.json" in missing:
+                raise OSError(
+                    f"{folder} has no saved tokenizer for {cls.__name__}: {', '.join(missing)} missing. Save the "
+                    "whole processor there (`processor.save_pretrained(folder)` writes the tokenizer with the image "
+                    "processor), or pass a folder that holds one."
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 
 def train_caption_tokenizer(

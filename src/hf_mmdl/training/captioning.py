@@ -161,7 +161,9 @@ def build_processor(train_split, model_args: CaptioningModelArguments, max_lengt
     tokenizer = train_caption_tokenizer(
         (c for caps in train_split["captions"] for c in caps), min_count=model_args.min_word_count, model_max_length=max_length
     )
-    image_processor = M2ImageProcessor(size={"height": model_args.image_size, "width": model_args.image_size})
+    # The script captions images, so its processor refuses detector region features (region_feature_dim=None).
+    image_processor = M2ImageProcessor(size={"height": model_args.image_size, "width": model_args.image_size},
+                                       region_feature_dim=None)
     return M2Processor(image_processor, tokenizer)
 
 
