@@ -105,6 +105,7 @@ DVAE_CARD = CardText(
 )
 
 FULL_RUN = dict(max_steps=1200, logging_steps=100, track_every=120, seed=1234)
+QUICK_RUN = dict(max_steps=300, logging_steps=50, track_every=100, seed=1234)
 
 IMAGE_VAE = Architecture(
     name="vae",
@@ -115,7 +116,7 @@ IMAGE_VAE = Architecture(
     recipe="hf_mmdl.training.autoencoder:IMAGE_VAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},
     quickstart=Quickstart(
-        settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
+        settings=dict(QUICK_RUN, model_type="vae", dataset_name="mnist"),
         full_settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
         figures=("reconstructions.png", "samples.png", "interpolations.png"),
         summary="continuous VAE on real MNIST digits: held-out MSE/PSNR against the mean training image, bits/dim, "
@@ -147,7 +148,7 @@ DVAE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
-        settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
+        settings=dict(QUICK_RUN, model_type="dvae", dataset_name="twemoji"),
         full_settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
         figures=("reconstructions.png", "soft_vs_hard.png"),
         summary="DALL-E dVAE on Twemoji images: held-out MSE/PSNR of the argmax-token reconstruction against the mean "
