@@ -1,10 +1,13 @@
 """Install with the pinned CPU torch first (see README): `pip install torch==2.13.0 && pip install -e ".[test]"`."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# One version, in the package (hf_mmdl.__version__), read without importing it (its dependencies may not be installed).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "src" / "hf_mmdl" / "__init__.py").read_text(), re.M).group(1)
 
 REQUIRES = [
     # A range on purpose: the README installs the pinned CPU wheel first, which satisfies it.
@@ -40,7 +43,7 @@ EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(
     name="hf_mmdl",
-    version="0.1.0",
+    version=VERSION,
     description="Landmark multimodal architectures (M², Vokenizer, iACE, data2vec, VAE/dVAE, GLIDE, UniT) as HuggingFace models",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
