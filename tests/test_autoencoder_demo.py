@@ -197,3 +197,20 @@ def test_bad_seeds_and_uploads_reach_the_client_as_clear_errors(vae_demo, tmp_pa
     text.write_text("not an image")
     with pytest.raises(AppError, match="not an image that can be read"):
         client.predict(handle_file(str(text)), api_name="/reconstruct")
+
+
+def test_the_command_and_the_space_launch_with_errors_shown_on_gradios_default_server(vae_folder, monkeypatch):
+    import runpy
+    import sys
+
+    import gradio as gr
+
+    from hf_mmdl.cli import main
+
+    launches = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launches.append((self._queue.max_size, kwargs)))
+    main(["demo", str(vae_folder)])
+    monkeypatch.setattr(sys, "argv", ["app.py", str(vae_folder)])
+    runpy.run_path(str(SPACE / "app.py"), run_name="__main__")
+    # No server name or port: Gradio's defaults (127.0.0.1 locally; a Space sets GRADIO_SERVER_NAME itself).
+    assert launches == [(QUEUE_SIZE, {"show_error": True})] * 2

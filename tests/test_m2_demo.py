@@ -89,6 +89,8 @@ def untrained_demo(untrained_folder):
 
 def test_demo_answers_50_concurrent_requests_intact(untrained_demo, tmp_path):
     assert untrained_demo._queue.max_size == QUEUE_SIZE and untrained_demo.show_error
+    endpoints = Client(untrained_demo.local_url, verbose=False).view_api(return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/caption"}  # the page's load event is no stray "/run"
     image_path = tmp_path / "scene.png"
     example_scene(3).save(image_path)
     results = concurrent_results(untrained_demo.local_url, handle_file(str(image_path)), 2, api_name="/caption")
