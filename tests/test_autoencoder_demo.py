@@ -173,6 +173,9 @@ def test_vae_demo_answers_50_concurrent_requests_with_identical_outputs_intact(v
     # Identical inputs give identical outputs: before each response had a file of its own, they shared one
     # content-hashed file that a later response rewrote while an earlier one was being downloaded.
     assert vae_demo._queue.max_size == QUEUE_SIZE and vae_demo.show_error
+    # The upload components are drawn by Gradio's own image component (they only add a check on the server).
+    types = {component["type"] for component in vae_demo.config["components"]}
+    assert "image" in types and not {"imageinput", "imageeditorinput"} & types
     samples = concurrent_results(vae_demo.local_url, 4, 0.8, 3, api_name="/sample")
     assert_all_identical_images(samples)
     pairs = concurrent_results(vae_demo.local_url, handle_file(scene_paths[0]), api_name="/reconstruct")

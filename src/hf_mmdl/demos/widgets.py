@@ -3,7 +3,7 @@
 import gradio as gr
 import PIL.Image
 
-from . import QUEUE_SIZE
+from . import MAX_SEED, QUEUE_SIZE
 
 
 def refusing_unreadable_uploads(preprocess, payload):
@@ -40,8 +40,7 @@ def image_output(label: str, elem_id: str | None = None) -> gr.Image:
 
 
 def seed_input(label: str = "seed") -> gr.Number:
-    from . import MAX_SEED
-
+    """The seed field: whole numbers in [0, MAX_SEED] (the app checks again: API clients bypass the field)."""
     return gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label=label)
 
 
