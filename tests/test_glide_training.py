@@ -233,3 +233,17 @@ def test_the_deep_small_size_attends_at_8_and_4_pixels_on_32_pixel_images():
     shallow, deep = (glide_config_for(size, vocab_size=20, pad_token_id=1, image_size=32) for size in ("small", "small-deep"))
     assert shallow.channel_mult == (1, 2, 2) and shallow.attention_resolutions == (8,)
     assert deep.channel_mult == (1, 2, 2, 2) and deep.attention_resolutions == (8, 4)
+
+
+@pytest.mark.parametrize("disable_tqdm", ["false", "true"])
+def test_the_command_shows_evaluation_progress_and_says_where_it_saved(tmp_path, capsys, disable_tqdm):
+    from hf_mmdl.training.text_to_image import main
+
+    main(["--model_size", "tiny", "--image_size", "16", "--num_train_images", "8", "--num_eval_prompts", "2",
+          "--sampling_steps", "2", "--inpaint_steps", "1", "--num_edits", "2", "--max_steps", "1",
+          "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path), "--use_cpu", "--warmup_steps", "0",
+          "--report_to", "none", "--disable_tqdm", disable_tqdm])
+    out, err = capsys.readouterr()
+    assert f"Saved to {tmp_path}" in out.splitlines()
+    shown = disable_tqdm == "false"  # sampling and edits for every guidance scale take minutes on a CPU
+    assert ("GLIDE evaluation samples" in err) is shown and ("GLIDE evaluation edits" in err) is shown

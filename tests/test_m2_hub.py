@@ -87,3 +87,23 @@ def test_push_of_a_pipeline_folder_uploads_every_component_and_the_processor(tmp
                  "glide/model.safetensors", "scheduler/scheduler_config.json"):
         assert name in uploaded["files"], name
     assert type(uploaded["processor"]).__name__ == "GlideProcessor"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_card_says_how_to_install_the_package_as_it_is_distributed(saved_captioner):
+    import hf_mmdl
+
+    text = str(model_card(saved_captioner, "someone/m2-scenes"))
+    assert "not published on a package index" in text
+    assert "in a clone of the hf_mmdl repository, `pip install .`" in text
+    assert f"pip install dist/hf_mmdl-{hf_mmdl.__version__}-py3-none-any.whl" in text
+
+
+@pytest.mark.parametrize("pattern", ["pip install hf_mmdl", "hf_mmdl[", "pip install -U hf_mmdl"])
+def test_nothing_tells_users_to_install_hf_mmdl_from_a_package_index(pattern):
+    # No package index has hf_mmdl: cards, Spaces, error messages and docs must say to install from the source.
+    files = [*ROOT.glob("src/**/*.py"), *ROOT.glob("spaces/*/*"), ROOT / "README.md", *ROOT.glob("examples/*.py")]
+    offenders = [str(f.relative_to(ROOT)) for f in files if f.is_file() and pattern in f.read_text(encoding="utf-8")]
+    assert not offenders, f"{pattern!r} in {offenders}"

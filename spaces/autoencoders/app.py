@@ -9,8 +9,9 @@ written by `hf-mmdl quickstart` (default: hf_mmdl_quickstart/vae) or a Hub id.
 import os
 import sys
 
+from hf_mmdl.demos import launch
 from hf_mmdl.demos.autoencoders import build_demo
 
 if __name__ == "__main__":
     model = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("AUTOENCODER_MODEL", "hf_mmdl_quickstart/vae")
-    build_demo(model).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+    launch(build_demo(model))  # Gradio picks the server name and port; a Space sets them

@@ -10,9 +10,10 @@ second argument or GLIDE_INPAINT_MODEL, else the folder's `inpaint/` subfolder w
 import os
 import sys
 
+from hf_mmdl.demos import launch
 from hf_mmdl.demos.glide import build_demo
 
 if __name__ == "__main__":
     model = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("GLIDE_MODEL", "hf_mmdl_quickstart/glide")
     inpaint = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("GLIDE_INPAINT_MODEL")
-    build_demo(model, inpaint).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+    launch(build_demo(model, inpaint))  # Gradio picks the server name and port; a Space sets them

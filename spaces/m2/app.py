@@ -9,8 +9,9 @@ Runs the checkpoint named by the M2_MODEL environment variable: a local folder w
 import os
 import sys
 
+from hf_mmdl.demos import launch
 from hf_mmdl.demos.m2 import build_demo
 
 if __name__ == "__main__":
     model = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("M2_MODEL", "hf_mmdl_quickstart/m2")
-    build_demo(model).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+    launch(build_demo(model))  # Gradio picks the server name and port; a Space sets them

@@ -9,9 +9,9 @@ GlidePipeline`), diffusers pipelines included.
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .architectures import ARCHITECTURES
+__version__ = "0.1.0"  # setup.py reads it from here
 
-__version__ = "0.1.0"
+from .architectures import ARCHITECTURES  # noqa: E402
 
 
 def _register_with_auto_classes() -> None:

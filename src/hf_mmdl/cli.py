@@ -48,9 +48,9 @@ def push(args: argparse.Namespace) -> None:
 
 
 def demo(args: argparse.Namespace) -> None:
-    from .demos import build_demo_for
+    from .demos import build_demo_for, launch
 
-    build_demo_for(args.folder).launch()
+    launch(build_demo_for(args.folder))
 
 
 def add_quickstart(commands) -> None:

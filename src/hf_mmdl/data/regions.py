@@ -1,6 +1,6 @@
 """Precomputed detector region features in the original M² HDF5 layout: one dataset `<image_id>_features` of shape
 (regions, 2048) per image (bottom-up-attention features, as the original repository's `detections.hdf5`).
-Install with `pip install "hf_mmdl[regions]"` (h5py)."""
+Needs h5py (`pip install h5py`, or the `regions` extra: `pip install ".[regions]"` in a clone of the repository)."""
 
 from pathlib import Path
 
@@ -22,7 +22,7 @@ class RegionFeatureFile:
             try:
                 import h5py
             except ImportError as error:
-                raise ImportError('Reading HDF5 region features needs h5py: pip install "hf_mmdl[regions]".') from error
+                raise ImportError("Reading HDF5 region features needs h5py: pip install h5py.") from error
             self._file = h5py.File(self.path, "r")
         return self._file
 

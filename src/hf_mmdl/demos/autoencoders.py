@@ -2,7 +2,8 @@
 also the grid of discrete tokens it became, for the image VAE also samples from the prior and latent interpolations.
 
 The models' images are small (often 32×32), so every image is shown upscaled by a whole factor with NEAREST
-resampling and sent to the browser as PNG: pixels stay crisp, not smoothed or compressed into a blur.
+resampling and sent to the browser as PNG: pixels stay crisp, not smoothed or compressed into a blur. Each output is a
+file of its own (`image_file`), so concurrent requests with identical outputs never share a file.
 """
 
 import colorsys
@@ -14,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from ..visualization import load_font
-from . import shown_to_user
+from . import DELETE_CACHE, checked_seed, image_file, shown_to_user, upscale
 from .m2 import example_scene
 
 MODEL_TYPES = ("image_vae", "dvae")
@@ -24,15 +25,9 @@ TOKEN_GRID_SIDE = 384  # target display side of the dVAE's token grid
 GOLDEN_RATIO = (1 + 5**0.5) / 2
 
 
-def upscale(image: PIL.Image.Image, tile: int = TILE) -> PIL.Image.Image:
-    """`image` enlarged by the largest whole factor that keeps it within `tile` pixels: every pixel a sharp block."""
-    factor = max(1, tile // max(image.size))
-    return image.resize((image.width * factor, image.height * factor), PIL.Image.Resampling.NEAREST)
-
-
 def tile_images(images: list[PIL.Image.Image], columns: int) -> PIL.Image.Image:
     """Equal-sized images, upscaled, in rows of `columns` on white: samples, interpolation strips, input | output."""
-    tiles = [upscale(image.convert("RGB")) for image in images]
+    tiles = [upscale(image.convert("RGB"), TILE) for image in images]
     width, height = tiles[0].size
     rows = math.ceil(len(tiles) / columns)
     sheet = PIL.Image.new("RGB", (columns * (width + GAP) - GAP, rows * (height + GAP) - GAP), "white")
@@ -100,7 +95,7 @@ class Autoencoder:
 
     def sample(self, num_images: int, temperature: float, seed: int) -> PIL.Image.Image:
         """A grid of images decoded from z ~ N(0, t²·I); the same seed gives the same samples."""
-        generator = torch.Generator(self.model.device).manual_seed(int(seed))
+        generator = torch.Generator(self.model.device).manual_seed(seed)
         images = self.model.sample(int(num_images), temperature=float(temperature), generator=generator)
         return tile_images(self.to_images(images), columns=min(int(num_images), 4))
 
@@ -111,9 +106,12 @@ class Autoencoder:
 
 
 def build_demo(model_path: str):
-    """The Blocks app. Its `api_name`s ("reconstruct"; for the VAE also "sample" and "interpolate") are the endpoints
-    gradio_client calls; `demo.load` fills every output from the example scenes, so the page opens with results."""
+    """The Blocks app, queued. Its `api_name`s ("reconstruct"; for the VAE also "sample" and "interpolate") are the
+    endpoints gradio_client calls; `demo.load` fills every output from the example scenes, so the page opens with
+    results. Outputs are PNG files of their own (`image_file`)."""
     import gradio as gr
+
+    from .widgets import ImageInput, image_output, queued, seed_input
 
     autoencoder = Autoencoder(model_path)
 
@@ -123,31 +121,29 @@ def build_demo(model_path: str):
         with shown_to_user():
             pair, token_ids = autoencoder.reconstruct(image)
         if token_ids is None:
-            return pair
+            return image_file(pair)
         distinct = token_ids.unique().numel()
         height, width = token_ids.shape
         summary = f"{distinct} distinct tokens of {autoencoder.model.config.vocab_size} in the {height}×{width} grid"
-        return pair, token_grid_image(token_ids), summary
+        return image_file(pair), image_file(token_grid_image(token_ids)), summary
 
     def sample(num_images, temperature, seed):
+        seed = checked_seed(seed)
         with shown_to_user():
-            return autoencoder.sample(num_images, temperature, seed)
+            return image_file(autoencoder.sample(num_images, temperature, seed))
 
     def interpolate(image_a, image_b, steps, spherical):
         if image_a is None or image_b is None:
             raise gr.Error("Upload two images to interpolate between.")
         with shown_to_user():
-            return autoencoder.interpolate(image_a, image_b, steps, spherical)
+            return image_file(autoencoder.interpolate(image_a, image_b, steps, spherical))
 
     def input_image(label, seed, elem_id=None):
         # image_mode=None keeps transparency, which the processor composites on white.
-        return gr.Image(type="pil", image_mode=None, label=label, value=example_scene(seed), elem_id=elem_id)
-
-    def output_image(label, elem_id):
-        return gr.Image(type="pil", format="png", label=label, elem_id=elem_id)
+        return ImageInput(type="pil", image_mode=None, label=label, value=example_scene(seed), elem_id=elem_id)
 
     kind = "DALL-E discrete VAE" if autoencoder.is_discrete else "image VAE"
-    with gr.Blocks(title=f"hf_mmdl {kind}") as demo:
+    with gr.Blocks(title=f"hf_mmdl {kind}", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {kind}\nUpload an image to encode and decode it. Images are shown enlarged with hard pixel edges. "
             f"Model: `{model_path}`."
@@ -158,9 +154,9 @@ def build_demo(model_path: str):
                     image = input_image("image", seed=7, elem_id="image")
                     button = gr.Button("Reconstruct", variant="primary")
                 with gr.Column():
-                    outputs = [output_image("input (as the model sees it) | reconstruction", "reconstruction")]
+                    outputs = [image_output("input (as the model sees it) | reconstruction", "reconstruction")]
                     if autoencoder.is_discrete:
-                        outputs.append(output_image("token grid: one colour per token id", "token-grid"))
+                        outputs.append(image_output("token grid: one colour per token id", "token-grid"))
                         outputs.append(gr.Textbox(label="tokens used", elem_id="token-count"))
             button.click(reconstruct, [image], outputs, api_name="reconstruct")
             demo.load(reconstruct, [image], outputs, api_visibility="private")
@@ -170,9 +166,9 @@ def build_demo(model_path: str):
                     with gr.Column():
                         num_images = gr.Slider(1, 16, value=8, step=1, label="number of samples")
                         temperature = gr.Slider(0, 2, value=1, step=0.05, label="temperature (std of z)")
-                        seed = gr.Number(value=0, precision=0, label="seed")
+                        seed = seed_input()
                         button = gr.Button("Sample", variant="primary")
-                    samples = output_image("samples from the prior", "samples")
+                    samples = image_output("samples from the prior", "samples")
                 button.click(sample, [num_images, temperature, seed], samples, api_name="sample")
                 demo.load(sample, [num_images, temperature, seed], samples, api_visibility="private")
             with gr.Tab("Interpolate"):
@@ -183,8 +179,8 @@ def build_demo(model_path: str):
                     steps = gr.Slider(2, 16, value=8, step=1, label="steps")
                     spherical = gr.Checkbox(label="spherical (along the great circle)")
                 button = gr.Button("Interpolate", variant="primary")
-                strip = output_image("decoded path between the two latents", "interpolation")
+                strip = image_output("decoded path between the two latents", "interpolation")
                 inputs = [image_a, image_b, steps, spherical]
                 button.click(interpolate, inputs, strip, api_name="interpolate")
                 demo.load(interpolate, inputs, strip, api_visibility="private")
-    return demo
+    return queued(demo)

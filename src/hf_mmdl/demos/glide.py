@@ -1,8 +1,9 @@
 """Gradio demo of GLIDE (Nichol et al., ICML 2022): write a caption and sample images from it with classifier-free
 guidance; with an inpainting pipeline also paint over part of an image and have it repainted as a prompt says.
 
-Like the autoencoder demo, images are shown enlarged by a whole factor with NEAREST resampling and sent as PNG, so
-the small (32×32 or 64×64) samples keep their hard pixel edges.
+Like the autoencoder demo, images are shown enlarged by a whole factor with NEAREST resampling and sent as PNG files
+of their own (`image_file`), so the small (32×32 or 64×64) samples keep their hard pixel edges and concurrent requests
+never share a file.
 """
 
 from pathlib import Path
@@ -16,8 +17,8 @@ from diffusers import DiffusionPipeline
 
 from ..data.text_to_image import POSITIONS, render_prompt_scene, scene_caption
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
-from . import shown_to_user
-from .autoencoders import tile_images, upscale
+from . import DELETE_CACHE, checked_seed, image_file, shown_to_user, upscale
+from .autoencoders import tile_images
 
 SAMPLERS = {"ancestral": glide_scheduler, "fast": glide_fast_scheduler}
 SAMPLER_CHOICES = [("ancestral (GLIDE's DDPM sampler)", "ancestral"), ("fast deterministic (DPM-Solver++)", "fast")]
@@ -149,36 +150,37 @@ class Glide:
 
 
 def build_demo(model_path: str, inpaint_path: str | None = None):
-    """The Blocks app. Its `api_name`s ("generate"; with an inpainting pipeline also "edit") are the endpoints
+    """The Blocks app, queued. Its `api_name`s ("generate"; with an inpainting pipeline also "edit") are the endpoints
     gradio_client calls. The inpainting pipeline is `inpaint_path`, else the `inpaint/` subfolder of `model_path`
     when it holds one (where `hf-mmdl text-to-image` saves it); without one the Edit tab is left out."""
     import gradio as gr
+
+    from .widgets import ImageEditorInput, image_output, queued, seed_input
 
     glide = Glide(model_path, inpaint_path)
 
     # The pipelines' tqdm step bars drive the app's progress bar: 100 steps of a large model take a while on a CPU.
     track_steps = gr.Progress(track_tqdm=True)
 
-    def check_prompt_and_seed(prompt, seed, missing_prompt):
+    def check_prompt_and_seed(prompt, seed, missing_prompt) -> int:
         if not prompt or not prompt.strip():
             raise gr.Error(missing_prompt)
-        if seed is None:
-            raise gr.Error("Enter a seed: any whole number; the same seed gives the same images.")
+        return checked_seed(seed)
 
     def generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images, progress=track_steps):
-        check_prompt_and_seed(prompt, seed, "Write a prompt first (for an unconditional sample, keep any prompt and "
-                                            "set guidance to 0).")
+        seed = check_prompt_and_seed(prompt, seed, "Write a prompt first (for an unconditional sample, keep any prompt "
+                                                   "and set guidance to 0).")
         with shown_to_user():
-            return glide.generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images)
+            return image_file(glide.generate(prompt, negative_prompt, guidance_scale, steps, sampler, seed, num_images))
 
     def edit(editor, prompt, guidance_scale, steps, sampler, seed, progress=track_steps):
         if editor is None or editor["background"] is None:
             raise gr.Error("Upload an image to edit first.")
-        check_prompt_and_seed(prompt, seed, "Write a prompt saying what to paint in the masked region.")
+        seed = check_prompt_and_seed(prompt, seed, "Write a prompt saying what to paint in the masked region.")
         image = editor["background"]
         with shown_to_user():
             mask = mask_from_layers(editor["layers"], image.size)
-            return glide.edit(image, mask, prompt, guidance_scale, steps, sampler, seed)
+            return image_file(glide.edit(image, mask, prompt, guidance_scale, steps, sampler, seed))
 
     def settings(guidance_scale, elem_prefix):
         """The sampling controls both tabs share; the prefix keeps their elem_ids apart."""
@@ -189,13 +191,10 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
                                 info="or type a respacing such as 10,10,3,2,2", elem_id=f"{elem_prefix}steps")
         with gr.Row():
             sampler = gr.Radio(SAMPLER_CHOICES, value="ancestral", label="sampler")
-            seed = gr.Number(value=0, precision=0, label="seed")
+            seed = seed_input()
         return guidance, steps, sampler, seed
 
-    def output_image(label, elem_id):
-        return gr.Image(type="pil", format="png", label=label, elem_id=elem_id)
-
-    with gr.Blocks(title="hf_mmdl GLIDE") as demo:
+    with gr.Blocks(title="hf_mmdl GLIDE", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# GLIDE text-to-image\nWrite a caption and sample images from it with classifier-free guidance"
             + (", or paint over part of an image and have it repainted as a prompt says" if glide.editors else "")
@@ -211,14 +210,14 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
                     num_images = gr.Slider(1, 8, value=4, step=1, label="number of images")
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                     gr.Examples([[p] for p in EXAMPLE_PROMPTS], [prompt], label="example prompts")
-                samples = output_image("samples", "samples")
+                samples = image_output("samples", "samples")
             inputs = [prompt, negative_prompt, guidance, steps, sampler, seed, num_images]
             gr.on([button.click, prompt.submit], generate, inputs, samples, api_name="generate")
         if glide.editors:
             with gr.Tab("Edit"):
                 with gr.Row():
                     with gr.Column():
-                        editor = gr.ImageEditor(
+                        editor = ImageEditorInput(
                             value=example_edit(glide.edit_image_size), type="pil", image_mode="RGBA", format="png",
                             label="image: paint over the region to repaint", elem_id="editor",
                             brush=gr.Brush(colors=[(BRUSH_COLOUR, BRUSH_OPACITY)], color_mode="fixed"),
@@ -228,7 +227,7 @@ def build_demo(model_path: str, inpaint_path: str | None = None):
                                                  elem_id="edit-prompt")
                         edit_settings = settings(5.0, elem_prefix="edit-")
                         button = gr.Button("Edit", variant="primary", elem_id="edit-button")
-                    edited = output_image("image (as the model sees it) | region to repaint | edit", "edited")
+                    edited = image_output("image (as the model sees it) | region to repaint | edit", "edited")
                 inputs = [editor, edit_prompt, *edit_settings]
                 gr.on([button.click, edit_prompt.submit], edit, inputs, edited, api_name="edit")
-    return demo
+    return queued(demo)

@@ -11,6 +11,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ..data.scenes import generate_scene
 from ..visualization import load_font
+from . import DELETE_CACHE, EXAMPLE_SIDE, image_file, shown_to_user, upscale
 
 
 class M2Captioner:
@@ -58,41 +59,51 @@ def gate_heatmap(gates: np.ndarray, words: list[str], cell: int = 28) -> PIL.Ima
     return image
 
 
+EMPTY_CAPTION = "(empty caption: the model ended the caption at its first word; it may need more training)"
+
+
 def example_scene(seed: int = 7) -> PIL.Image.Image:
-    return generate_scene(random.Random(seed))["image"]
+    """A built-in scene, enlarged with hard pixel edges to about EXAMPLE_SIDE so that it is not shown as a thumbnail."""
+    return upscale(generate_scene(random.Random(seed))["image"], EXAMPLE_SIDE)
+
+
+def shown_caption(caption: str) -> str:
+    """A caption as the page shows it: an empty one says so instead of leaving a blank box."""
+    return caption if caption.strip() else EMPTY_CAPTION
 
 
 def build_demo(model_path: str):
-    """The Blocks app; `api_name="caption"` is the endpoint that gradio_client calls."""
+    """The Blocks app, queued; `api_name="caption"` is its one endpoint, the one gradio_client calls."""
     import gradio as gr
+
+    from .widgets import ImageInput, image_output, queued
 
     captioner = M2Captioner(model_path)
 
     def run(image, num_beams):
         if image is None:
             raise gr.Error("Upload an image first.")
-        try:
+        with shown_to_user():
             captions, gates = captioner.caption(image, num_beams)
-        except ValueError as error:
-            raise gr.Error(str(error)) from error
         best = captions[0]
-        others = "\n".join(f"{i + 2}. {c}" for i, c in enumerate(captions[1:]))
-        return best, others, gate_heatmap(gates, best.split() or ["(empty)"])
+        others = "\n".join(f"{i + 2}. {shown_caption(c)}" for i, c in enumerate(captions[1:]))
+        return shown_caption(best), others, image_file(gate_heatmap(gates, best.split() or ["(empty)"]))
 
-    with gr.Blocks(title="M² meshed-memory captioner") as demo:
+    with gr.Blocks(title="M² meshed-memory captioner", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# M² meshed-memory transformer\nCaptions an image with beam search, and shows the meshed gates: how "
             f"strongly each decoder layer used each encoder level for every word. Model: `{model_path}`."
         )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="pil", label="image", value=example_scene())
+                image = ImageInput(type="pil", label="image", value=example_scene())
                 beams = gr.Slider(1, 10, value=5, step=1, label="beam size")
                 button = gr.Button("Caption", variant="primary")
             with gr.Column():
                 best = gr.Textbox(label="caption", elem_id="caption")
                 others = gr.Textbox(label="other beams", lines=4)
-                heatmap = gr.Image(type="pil", label="meshed gates α per layer and encoder level")
+                heatmap = image_output("meshed gates α per layer and encoder level")
         button.click(run, [image, beams], [best, others, heatmap], api_name="caption")
-        demo.load(run, [image, beams], [best, others, heatmap])
-    return demo
+        # The page opens captioned; the load event is no API endpoint (gradio would name it "/run").
+        demo.load(run, [image, beams], [best, others, heatmap], api_visibility="private")
+    return queued(demo)

@@ -193,7 +193,9 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         return ImageVAEEncoderOutput(latent_dist=dist) if return_dict else (dist,)
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True):
-        """p(x|z): the decoder mean in [-1, 1] (`sample`) and the raw decoder output (`logits`)."""
+        """p(x|z): the decoder mean on the [-1, 1] pixel scale (`sample`) and the raw decoder output (`logits`).
+        With the Gaussian likelihood the mean is unbounded and can leave [-1, 1]; `reconstruct` maps it to [0, 1] and
+        clamps. With the Bernoulli likelihood it is 2·sigmoid(logits) − 1, inside (-1, 1)."""
         latents = to_model_dtype(latents, self.dtype)
         if self.config.latent_type == "vector":
             latents = latents.reshape(latents.shape[0], -1)

@@ -263,7 +263,8 @@ class TextToImageRecipe(Recipe):
         options = args.options
         model.cpu().eval()
         args.pipe = GlidePipeline(glide=model, processor=processor, scheduler=glide_scheduler(model))
-        args.pipe.set_progress_bar_config(disable=True)
+        # Sampling the evaluation prompts takes minutes on a CPU: show its progress unless --disable_tqdm says not to.
+        args.pipe.set_progress_bar_config(disable=args.training.disable_tqdm, desc="GLIDE evaluation samples")
         args.scales = [float(s) for s in options.guidance_scales.split(",")]
         train = data["train"]
         if options.dataset_name == "scenes":
@@ -293,7 +294,7 @@ class TextToImageRecipe(Recipe):
                                   resume_point(inpaint_args))
         inpainter.cpu().eval()
         args.inpaint_pipe = GlideInpaintPipeline(glide=inpainter, processor=processor, scheduler=glide_scheduler(inpainter))
-        args.inpaint_pipe.set_progress_bar_config(disable=True)
+        args.inpaint_pipe.set_progress_bar_config(disable=args.training.disable_tqdm, desc="GLIDE evaluation edits")
         args.edit_cases = edit_cases(args.options.num_edits)
         edit_scores, args.edits = score_editing(args.inpaint_pipe, args.edit_cases, args.scales, args.options.sampling_steps)
         return {**training, "chance": {"colour_accuracy": 1 / (len(COLOURS) - 1)}, "guidance": edit_scores,

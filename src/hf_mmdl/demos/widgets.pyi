@@ -1,0 +1,61 @@
+"""Gradio components the demos share (imported only when a demo is built: Gradio is the `demo` extra)."""
+
+import gradio as gr
+import PIL.Image
+
+from . import QUEUE_SIZE
+
+
+def refusing_unreadable_uploads(preprocess, payload):
+    """Run a component's `preprocess`, turning an upload PIL cannot read into a `gr.Error` that says so (Gradio opens
+    every uploaded image before the app's function runs, and would answer with its generic "Error")."""
+    try:
+        return preprocess(payload)
+    except (PIL.UnidentifiedImageError, OSError) as error:
+        raise gr.Error(f"The uploaded file is not an image that can be read ({type(error).__name__}); upload a PNG, "
+                       "JPEG, WebP, GIF or BMP file.") from error
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """`gr.Image` for uploads, refusing a file that is not an image with a clear message."""
+
+    is_template = True  # drawn by gr.Image's own front-end component
+
+    def preprocess(self, payload):
+        return refusing_unreadable_uploads(super().preprocess, payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class ImageEditorInput(gr.ImageEditor):
+    """`gr.ImageEditor` refusing an uploaded background that is not an image with a clear message."""
+
+    is_template = True  # drawn by gr.ImageEditor's own front-end component
+
+    def preprocess(self, payload):
+        return refusing_unreadable_uploads(super().preprocess, payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def image_output(label: str, elem_id: str | None = None) -> gr.Image:
+    """An output image; the demos return file paths from `image_file` to it (never PIL images: see there)."""
+    return gr.Image(type="filepath", label=label, elem_id=elem_id)
+
+
+def seed_input(label: str = "seed") -> gr.Number:
+    from . import MAX_SEED
+
+    return gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label=label)
+
+
+def queued(demo: gr.Blocks) -> gr.Blocks:
+    """`demo` with a bounded queue: QUEUE_SIZE waiting requests, each event one at a time."""
+    return demo.queue(max_size=QUEUE_SIZE)
