@@ -15,7 +15,6 @@ def refusing_unreadable_uploads(preprocess, payload):
         raise gr.Error(f"The uploaded file is not an image that can be read ({type(error).__name__}); upload a PNG, "
                        "JPEG, WebP, GIF or BMP file.") from error
 
-from gradio.events import Dependency
 
 class ImageInput(gr.Image):
     """`gr.Image` for uploads, refusing a file that is not an image with a clear message."""
