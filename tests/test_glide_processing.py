@@ -35,8 +35,8 @@ def test_over_long_captions_are_cut_with_a_warning_or_refused(processor):
 
 def test_images_masks_and_low_resolution_inputs(processor):
     image = PIL.Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8))
-    mask = np.zeros((16, 16), dtype=np.uint8)
-    mask[:, 8:] = 255
+    mask = np.zeros((20, 24), dtype=np.uint8)  # masks have their image's size
+    mask[:, 11:] = 255  # columns 8-15 once resized to 19 wide and centre-cropped to 16
     batch = processor(text="a red circle", images=image, mask_images=PIL.Image.fromarray(mask), low_res_images=image)
     assert batch["pixel_values"].shape == (1, 3, 16, 16) and -1 <= batch["pixel_values"].min() < 0
     assert batch["inpaint_mask"].shape == (1, 1, 16, 16)

@@ -19,6 +19,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_m2 import M2Config
+from .inputs import check_values
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
 
 # transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache`; M² accepts both.
@@ -143,6 +144,10 @@ class M2Encoder(nn.Module):
     ) -> M2EncoderOutput:
         if (pixel_values is None) == (region_features is None):
             raise ValueError("Pass exactly one visual input: `pixel_values` (images) or `region_features`.")
+        # The encoder is where forward and generate both read the visual input: NaN here would otherwise come out
+        # as a fluent caption.
+        check_values(pixel_values if pixel_values is not None else region_features,
+                     "pixel_values" if pixel_values is not None else "region_features")
         if pixel_values is not None:
             features = self.grid_features(pixel_values)
             projected = self.input_proj(features)
@@ -509,6 +514,8 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> M2Seq2SeqLMOutput:
         r"""
+        pixel_values / region_features (`torch.FloatTensor`): The visual input, one of the two (as the processor
+            returns them); NaN or infinite values raise a `ValueError` here and in `generate`.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             Caption token ids ending in <eos>, -100 where padded (as `M2Processor(text_target=...)` returns). The
             decoder input is <bos> + labels[:-1]; the loss is the mean negative log-likelihood of the real tokens.
