@@ -3,10 +3,11 @@
 Every public entry point that takes pixels or features (`forward`, `generate`, `encode`, `reconstruct`,
 `get_codebook_indices`, ...) checks them here, so one rule holds for every architecture: NaN or infinite values raise
 a `ValueError` naming the input, and so do values outside the range the model reads (e.g. 0–255 floats given to a
-model that reads [-1, 1]). The checks are one or two reductions per call (`torch.isfinite(x).all()`, then
-`torch.aminmax` when a range applies), in whatever precision the tensor has, so they cost little and work under
-bf16 autocast.
+model that reads [-1, 1]). Each check is one reduction per call (`torch.isfinite(x).all()`, or `torch.aminmax` when
+a range applies), in whatever precision the tensor has, so it costs little and works under bf16 autocast.
 """
+
+import math
 
 import torch
 
@@ -14,18 +15,26 @@ import torch
 # float32 rescaling can give 1 + 1e-7. A wrong scale (0–255, or unmapped [-1, 1] pixels) is far outside it.
 RANGE_TOLERANCE = 1e-2
 
+_NOT_FINITE = ("{name} contains NaN or infinite values; pass finite numbers (check the data and any preprocessing that "
+               "produced them).")
+
 
 def check_values(values: torch.Tensor, name: str, value_range: tuple[float, float] | None = None, hint: str = "") -> None:
-    """Raise a ValueError naming `name` if the float tensor `values` holds NaN or ±inf, or (with `value_range` =
+    """Raise a ValueError naming `name` if the tensor `values` holds NaN or ±inf, or (with `value_range` =
     (low, high)) values outside [low, high] by more than `RANGE_TOLERANCE`; `hint` says what to pass instead.
-    Integer tensors are always finite and only range-checked."""
-    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; pass finite numbers (check the data and any "
-                         f"preprocessing that produced them).")
-    if value_range is None or values.numel() == 0:
+
+    One reduction and one device sync per call: `torch.isfinite(values).all()` without a range, else
+    `torch.aminmax`, which propagates NaN and ±inf to its result and so answers both questions at once."""
+    if value_range is None:
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            raise ValueError(_NOT_FINITE.format(name=name))
         return
+    if values.numel() == 0:
+        return
+    found_low, found_high = torch.stack(torch.aminmax(values.detach())).tolist()
+    if not (math.isfinite(found_low) and math.isfinite(found_high)):
+        raise ValueError(_NOT_FINITE.format(name=name))
     low, high = value_range
-    found_low, found_high = (float(v) for v in torch.aminmax(values.detach()))
     if found_low < low - RANGE_TOLERANCE or found_high > high + RANGE_TOLERANCE:
         raise ValueError(f"{name} lie in [{found_low:.3g}, {found_high:.3g}] but the model reads values in "
                          f"[{low:.3g}, {high:.3g}]" + (f": {hint}" if hint else "."))
