@@ -146,8 +146,9 @@ def test_inpainting_keeps_every_pixel_outside_the_mask():
     assert np.abs(edited[~outside] - original[~outside]).mean() > 0.05
 
 
-@pytest.mark.parametrize("as_mask", [np.asarray, torch.from_numpy, lambda repaint: PIL.Image.fromarray(repaint)],
-                         ids=["bool array", "bool tensor", "PIL mode 1"])
+@pytest.mark.parametrize("as_mask", [np.asarray, torch.from_numpy, lambda repaint: PIL.Image.fromarray(repaint),
+                                     lambda repaint: repaint.astype(np.uint8)],
+                         ids=["bool array", "bool tensor", "PIL mode 1", "uint8 0/1 array"])
 def test_inpainting_repaints_where_a_mask_is_true_as_the_processor_reads_it(as_mask):
     from hf_mmdl.pipelines import GlideInpaintPipeline
 
@@ -166,6 +167,54 @@ def test_inpainting_repaints_where_a_mask_is_true_as_the_processor_reads_it(as_m
     original = np.asarray(image) / 255
     assert np.abs(edited[~repaint] - original[~repaint]).max() < 1e-6
     assert np.abs(edited[repaint] - original[repaint]).mean() > 0.05
+
+
+def test_inpainting_reads_a_transparent_image_on_white_as_the_processors_do():
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    image = PIL.Image.new("RGBA", (16, 16), (0, 0, 0, 0))  # transparent, stored colour black
+    image.paste((200, 30, 30, 255), (0, 0, 8, 16))
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[10:14, 2:6] = True
+    edited = pipe("a red circle", image=image, mask_image=mask, num_inference_steps=2, guidance_scale=1.0,
+                  output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+    assert np.abs(edited[:, 8:] - 1).max() < 1e-6  # the kept transparent half is white, not black
+    assert np.abs(edited[:8, :8] - np.array([200, 30, 30]) / 255).max() < 1e-6
+
+
+BAD_EDITS = {
+    "mask of another aspect": (dict(mask_image=PIL.Image.new("L", (16, 12), 255)), "Mask 0 is 16×12 but its image is 16×16"),
+    "mask of another size": (dict(mask_image=PIL.Image.new("L", (32, 32), 255)), "Mask 0 is 32×32 but its image is 16×16"),
+    "all-black mask": (dict(mask_image=PIL.Image.new("L", (16, 16), 0)), "covers none of the model's 16×16 pixels"),
+    "all-False mask": (dict(mask_image=np.zeros((16, 16), bool)), "covers none of the model's 16×16 pixels"),
+    "NaN image": (dict(image=np.full((16, 16, 3), np.nan, np.float32)), "Image 0 contains NaN"),
+    "int32 300 image": (dict(image=np.full((16, 16, 3), 300, np.int32)), "outside 0-255"),
+    "bool image": (dict(image=np.ones((16, 16), bool)), "boolean array"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EDITS))
+def test_the_inpainting_pipeline_refuses_edits_that_mean_something_else_before_sampling(case):
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    pipe.glide.denoise = lambda *args, **kwargs: pytest.fail("sampled before the inputs were checked")
+    inputs = dict(image=PIL.Image.new("RGB", (16, 16), "grey"), mask_image=PIL.Image.new("L", (16, 16), 255))
+    kwargs, message = BAD_EDITS[case]
+    with pytest.raises(ValueError, match=message):
+        pipe("a red circle", **(inputs | kwargs), num_inference_steps=2)
+
+
+@pytest.mark.parametrize("image, message", [(np.full((4, 4, 3), np.inf, np.float32), "Image 0 contains NaN or infinite"),
+                                            (np.full((4, 4, 3), 60000, np.uint16), "outside 0-255")],
+                         ids=["inf", "uint16 60000"])
+def test_the_upsampling_pipeline_refuses_images_that_mean_something_else(image, message):
+    from hf_mmdl.pipelines import GlideUpsamplePipeline
+
+    pipe = variant_pipeline(GlideUpsamplePipeline, super_res=True)
+    with pytest.raises(ValueError, match=message):
+        pipe("a red circle", image=image)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])

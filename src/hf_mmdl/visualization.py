@@ -1,4 +1,5 @@
-"""Figures saved as PNG: results people would rather see than read."""
+"""Figures saved as PNG: results people would rather see than read. Images are shown as the models see them
+(transparency on white: `processing.image_processing.to_rgb`)."""
 
 import textwrap
 from collections.abc import Sequence
@@ -7,6 +8,8 @@ from pathlib import Path
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
+
+from .processing.image_processing import to_rgb
 
 
 def load_font(size: int) -> PIL.ImageFont.ImageFont:
@@ -45,7 +48,7 @@ def captioned_image_grid(
     for i, (image, block) in enumerate(zip(images, blocks)):
         x = 10 + (i % columns) * (tile + 10)
         y = header + 10 + (i // columns) * (tile + text_height + 10)
-        sheet.paste(image.convert("RGB").resize((tile, tile), PIL.Image.Resampling.NEAREST), (x, y))
+        sheet.paste(to_rgb(image).resize((tile, tile), PIL.Image.Resampling.NEAREST), (x, y))
         first_label = block[0][0]
         for j, (label, line) in enumerate(block):
             colour = "darkgreen" if label == first_label else "dimgray"
@@ -78,7 +81,7 @@ def image_grid(
         if row_labels:
             draw.text((4, y + tile // 2 - 7), row_labels[r], fill="black", font=font)
         for c, image in enumerate(row):
-            sheet.paste(image.convert("RGB").resize((tile, tile), PIL.Image.Resampling.NEAREST), (label_width + c * (tile + 4), y))
+            sheet.paste(to_rgb(image).resize((tile, tile), PIL.Image.Resampling.NEAREST), (label_width + c * (tile + 4), y))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)

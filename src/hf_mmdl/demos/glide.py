@@ -136,11 +136,8 @@ class Glide:
         """Image (as the model sees it) | region to repaint | edit, side by side; outside the region the edit is the
         image, pixel for pixel."""
         pipe = self.pick(self.editors, sampler, steps)
-        size = pipe.glide.config.image_size
+        # The processor refuses a mask that covers none of the model's pixels once resized to them.
         repaint = pipe.processor(mask_images=mask)["inpaint_mask"] == 0
-        if not repaint.any():
-            raise ValueError(f"The painted region covers none of the model's {size}×{size} pixels once the image is "
-                             "resized to them; paint a larger area.")
         source = pipe.processor.postprocess(pipe.processor(images=image)["pixel_values"])[0]
         shown_mask = PIL.Image.fromarray(repaint[0, 0].numpy().astype(np.uint8) * 255, mode="L")
         generator = torch.Generator(pipe.device).manual_seed(int(seed))

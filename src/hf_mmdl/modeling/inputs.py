@@ -1,11 +1,50 @@
-"""Input checks and pixel maps that models of several architectures share (and their processors apply)."""
+"""Input checks and pixel maps that models of several architectures share (and their processors apply).
+
+Every public entry point that takes pixels or features (`forward`, `generate`, `encode`, `reconstruct`,
+`get_codebook_indices`, ...) checks them here, so one rule holds for every architecture: NaN or infinite values raise
+a `ValueError` naming the input, and so do values outside the range the model reads (e.g. 0–255 floats given to a
+model that reads [-1, 1]). Each check is one reduction per call (`torch.isfinite(x).all()`, or `torch.aminmax` when
+a range applies), in whatever precision the tensor has, so it costs little and works under bf16 autocast.
+"""
+
+import math
 
 import torch
 
+# Inputs may sit this far outside their documented range: bf16 rounds 0.9 (the dVAE's 1 − ε) to 0.8984, and
+# float32 rescaling can give 1 + 1e-7. A wrong scale (0–255, or unmapped [-1, 1] pixels) is far outside it.
+RANGE_TOLERANCE = 1e-2
 
-def check_image_batch(pixel_values: torch.Tensor, channels: int, multiple: int, side: int | None = None) -> None:
-    """Raise a ValueError naming the problem unless `pixel_values` is a float (batch, channels, H, W) tensor with H
-    and W divisible by `multiple` (and equal to `side` when the model needs one fixed size)."""
+_NOT_FINITE = ("{name} contains NaN or infinite values; pass finite numbers (check the data and any preprocessing that "
+               "produced them).")
+
+
+def check_values(values: torch.Tensor, name: str, value_range: tuple[float, float] | None = None, hint: str = "") -> None:
+    """Raise a ValueError naming `name` if the tensor `values` holds NaN or ±inf, or (with `value_range` =
+    (low, high)) values outside [low, high] by more than `RANGE_TOLERANCE`; `hint` says what to pass instead.
+
+    One reduction and one device sync per call: `torch.isfinite(values).all()` without a range, else
+    `torch.aminmax`, which propagates NaN and ±inf to its result and so answers both questions at once."""
+    if value_range is None:
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            raise ValueError(_NOT_FINITE.format(name=name))
+        return
+    if values.numel() == 0:
+        return
+    found_low, found_high = torch.stack(torch.aminmax(values.detach())).tolist()
+    if not (math.isfinite(found_low) and math.isfinite(found_high)):
+        raise ValueError(_NOT_FINITE.format(name=name))
+    low, high = value_range
+    if found_low < low - RANGE_TOLERANCE or found_high > high + RANGE_TOLERANCE:
+        raise ValueError(f"{name} lie in [{found_low:.3g}, {found_high:.3g}] but the model reads values in "
+                         f"[{low:.3g}, {high:.3g}]" + (f": {hint}" if hint else "."))
+
+
+def check_image_batch(pixel_values: torch.Tensor, channels: int, multiple: int, side: int | None = None,
+                      value_range: tuple[float, float] | None = None, hint: str = "") -> None:
+    """Raise a ValueError naming the problem unless `pixel_values` is a finite float (batch, channels, H, W) tensor
+    with H and W divisible by `multiple` (and equal to `side` when the model needs one fixed size), whose values lie
+    in `value_range` when one is given (`hint` says how to get there)."""
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
         shape = tuple(pixel_values.shape) if hasattr(pixel_values, "shape") else type(pixel_values).__name__
         raise ValueError(f"pixel_values must be a 4-D tensor (batch, channels, height, width), got {shape}.")
@@ -24,6 +63,7 @@ def check_image_batch(pixel_values: torch.Tensor, channels: int, multiple: int, 
         )
     if height % multiple or width % multiple:
         raise ValueError(f"Image height and width must be divisible by {multiple}, got {height}×{width}.")
+    check_values(pixel_values, "pixel_values", value_range, hint)
 
 
 def map_pixels(images: torch.Tensor, eps: float = 0.1) -> torch.Tensor:

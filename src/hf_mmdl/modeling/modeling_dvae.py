@@ -234,14 +234,21 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
         return unmap_pixels(mapped, self.config.logit_laplace_eps)
 
     def _check(self, pixel_values: torch.Tensor) -> None:
-        check_image_batch(pixel_values, self.config.in_channels, self.config.downsampling_factor)
+        """Every pixel entry point reads mapped pixels in [ε, 1 − ε]: the logit-Laplace likelihood needs values
+        strictly inside (0, 1), and the encoder was trained on that range only."""
+        eps = self.config.logit_laplace_eps
+        check_image_batch(
+            pixel_values, self.config.in_channels, self.config.downsampling_factor, value_range=(eps, 1 - eps),
+            hint="map [0, 1] images with `model.map_pixels` (the processor does this when do_map_pixels=True).",
+        )
 
     def _to_image(self, decoder_output: torch.Tensor) -> torch.Tensor:
         return self.unmap_pixels(torch.sigmoid(decoder_output[:, : self.config.in_channels].float()))
 
     @torch.no_grad()
     def get_codebook_indices(self, pixel_values: torch.Tensor) -> torch.LongTensor:
-        """Tokens of mapped images: the argmax code at each position, no gumbel noise (§2.2). Shape (batch, h, w)."""
+        """Tokens of mapped images (in [ε, 1 − ε], as `forward` reads them; other values, NaN included, raise a
+        `ValueError`): the argmax code at each position, no gumbel noise (§2.2). Shape (batch, h, w)."""
         self._check(pixel_values)
         return self.encoder(to_model_dtype(pixel_values, self.dtype)).argmax(1)
 
@@ -279,7 +286,7 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
     ) -> DiscreteVAEOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`): Images mapped into
-            (ε, 1 − ε) by `map_pixels` (the processor does this).
+            [ε, 1 − ε] by `map_pixels` (the processor does this); unmapped or non-finite values raise a `ValueError`.
         relaxed (`bool`, *optional*): Decode a gumbel-softmax sample at the current τ (the training objective) rather
             than the argmax one-hot. Defaults to `True` in training and `False` in eval mode.
         generator (`torch.Generator`, *optional*): Source of the gumbel noise.
@@ -288,12 +295,6 @@ class DiscreteVAEModel(DiscreteVAEPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         relaxed = self.training if relaxed is None else relaxed
         self._check(pixel_values)
-        if return_loss and (pixel_values.min() <= 0 or pixel_values.max() >= 1):
-            raise ValueError(
-                f"pixel_values lie in [{pixel_values.min():.3g}, {pixel_values.max():.3g}], but the logit-Laplace "
-                "likelihood needs values strictly inside (0, 1): map [0, 1] images with `model.map_pixels` (the "
-                "processor does this when do_map_pixels=True)."
-            )
         logits = self.encoder(to_model_dtype(pixel_values, self.dtype))
         temperature = self.current_temperature()
         if relaxed:

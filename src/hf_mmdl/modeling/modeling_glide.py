@@ -21,7 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 
 from .configuration_glide import GlideConfig, GlideTextConfig
-from .inputs import to_model_dtype
+from .inputs import check_values, to_model_dtype
 from .layers import MultiHeadAttention
 from .loading import CheckedSaveLoadMixin
 
@@ -385,7 +385,8 @@ class GlideModel(GlidePreTrainedModel):
         return_dict: bool | None = None,
     ) -> GlideOutput | tuple:
         r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch, 3, H, W)`): Training images x₀ in [-1, 1].
+        pixel_values (`torch.FloatTensor` of shape `(batch, 3, H, W)`): Training images x₀ in [-1, 1]. Here and in
+            `low_res` / `inpaint_mask`, NaN, infinite or out-of-range values raise a `ValueError`.
         input_ids / attention_mask (`(batch, text_ctx)`): Captions from the processor (padded, mask 0 where padded).
         low_res (`torch.FloatTensor`, *optional*): Upsampler only: the low-resolution images in [-1, 1].
         inpaint_mask (`torch.FloatTensor` of shape `(batch, 1, H, W)`, *optional*): Inpainting only: 1 where pixels
@@ -398,6 +399,13 @@ class GlideModel(GlidePreTrainedModel):
             raise ValueError(f"pixel_values must have shape (batch, 3, H, W), got {tuple(pixel_values.shape)}.")
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"Got {pixel_values.shape[0]} images but {input_ids.shape[0]} captions.")
+        scale = "scale [0, 1] images by x * 2 − 1 (the processor's `images` / `low_res_images` do this)."
+        check_values(pixel_values, "pixel_values", (-1.0, 1.0), scale)
+        if low_res is not None:
+            check_values(low_res, "low_res", (-1.0, 1.0), scale)
+        if inpaint_mask is not None:
+            check_values(inpaint_mask, "inpaint_mask", (0.0, 1.0), "1 marks a known pixel, 0 one to repaint (the "
+                         "processor's `mask_images` builds it).")
         batch = pixel_values.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)

@@ -20,7 +20,7 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_m2 import M2Config
-from .inputs import to_model_dtype
+from .inputs import check_values, to_model_dtype
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
 from .loading import CheckedSaveLoadMixin
 
@@ -162,6 +162,10 @@ class M2Encoder(nn.Module):
                 f"{self.input_proj.in_features}-d backbone cells, not detector regions: pass `pixel_values` (images "
                 "through its processor), or use a model built for region features (no backbone_config)."
             )
+        # The encoder is where forward and generate both read the visual input: NaN here would otherwise come out
+        # as a fluent caption.
+        check_values(pixel_values if pixel_values is not None else region_features,
+                     "pixel_values" if pixel_values is not None else "region_features")
         dtype = self.input_proj.weight.dtype
         pixel_values, region_features = to_model_dtype(pixel_values, dtype), to_model_dtype(region_features, dtype)
         if pixel_values is not None:
@@ -565,6 +569,8 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> M2Seq2SeqLMOutput:
         r"""
+        pixel_values / region_features (`torch.FloatTensor`): The visual input, one of the two (as the processor
+            returns them); NaN or infinite values raise a `ValueError` here and in `generate`.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             Caption token ids ending in <eos>, -100 where padded (as `M2Processor(text_target=...)` returns). The
             decoder input is <bos> + labels[:-1]; the loss is the mean negative log-likelihood of the real tokens.

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_vae import ImageVAEConfig
-from .inputs import check_image_batch, to_model_dtype
+from .inputs import check_image_batch, check_values, to_model_dtype
 from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
 
@@ -178,24 +178,40 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         return (self.config.latent_channels, self.config.latent_size, self.config.latent_size)
 
     def _check(self, pixel_values: torch.Tensor) -> None:
+        """Every pixel entry point reads finite [-1, 1] images of the model's channels (and size, for a vector
+        latent): 0–255 floats would give a loss of ~1e6 and meaningless latents."""
         side = self.config.sample_size if self.config.latent_type == "vector" else None
-        check_image_batch(pixel_values, self.config.in_channels, self.config.downsampling_factor, side)
+        check_image_batch(
+            pixel_values, self.config.in_channels, self.config.downsampling_factor, side, value_range=(-1.0, 1.0),
+            hint="scale [0, 1] images by x * 2 − 1 and 0–255 images by x / 127.5 − 1 (the processor does this).",
+        )
 
     def encode(self, pixel_values: torch.Tensor, return_dict: bool = True):
-        """q(z|x) as a `DiagonalGaussianDistribution` (KW Eq. 9: the encoder emits μ and log σ²)."""
+        """q(z|x) as a `DiagonalGaussianDistribution` (KW Eq. 9: the encoder emits μ and log σ²) of finite
+        (batch, channels, H, W) images in [-1, 1]; other inputs raise a `ValueError`."""
         self._check(pixel_values)
+        dist = self._posterior(pixel_values)
+        return ImageVAEEncoderOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def _posterior(self, pixel_values: torch.Tensor) -> DiagonalGaussianDistribution:
+        """`encode` without the input check, for `forward`'s dequantised targets (checked before the noise)."""
         moments = self.encoder(to_model_dtype(pixel_values, self.dtype))
         if self.quant_conv is not None:
             moments = self.quant_conv(moments)
         if self.config.latent_type == "vector":
             moments = self.to_latent_vector(moments.flatten(1))[:, :, None, None]
-        dist = DiagonalGaussianDistribution(moments)
-        return ImageVAEEncoderOutput(latent_dist=dist) if return_dict else (dist,)
+        return DiagonalGaussianDistribution(moments)
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True):
         """p(x|z): the decoder mean on the [-1, 1] pixel scale (`sample`) and the raw decoder output (`logits`).
         With the Gaussian likelihood the mean is unbounded and can leave [-1, 1]; `reconstruct` maps it to [0, 1] and
-        clamps. With the Bernoulli likelihood it is 2·sigmoid(logits) − 1, inside (-1, 1)."""
+        clamps. With the Bernoulli likelihood it is 2·sigmoid(logits) − 1, inside (-1, 1). Latents of the wrong
+        shape, NaN or infinite latents raise a `ValueError`."""
+        check_values(latents, "latents")
+        return self._decode(latents, return_dict)
+
+    def _decode(self, latents: torch.Tensor, return_dict: bool = True):
+        """`decode` without the finiteness check, for the latents the model drew or encoded itself."""
         latents = to_model_dtype(latents, self.dtype)
         if self.config.latent_type == "vector":
             latents = latents.reshape(latents.shape[0], -1)
@@ -234,7 +250,8 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         return_dict: bool | None = None,
     ) -> ImageVAEOutput | tuple:
         r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`): Images in [-1, 1].
+        pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`): Images in [-1, 1]; NaN,
+            infinite or out-of-range values (e.g. 0–255) raise a `ValueError`.
         sample_posterior (`bool`, *optional*): Decode a reparameterised sample z = μ + σ⊙ε (KW Eq. 4) rather than μ.
             Defaults to `True` in training and `False` in eval mode (deterministic reconstructions); pass `True` in
             eval mode for an unbiased ELBO estimate.
@@ -248,9 +265,9 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         if self.training and self.config.dequantize and self.config.likelihood == "gaussian":
             # Uniform dequantisation of 8-bit data: one level is 2/256 wide in [-1, 1].
             target = pixel_values + torch.rand_like(pixel_values) * (2 / 256)
-        posterior = self.encode(target).latent_dist
+        posterior = self._posterior(target)
         latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        decoded = self.decode(latents)
+        decoded = self._decode(latents)
         reconstruction = ((decoded.sample + 1) / 2).clamp(0, 1)
         loss = nll = kl = bits_per_dim = kl_weight = None
         if return_loss:
@@ -280,8 +297,9 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
 
     @torch.no_grad()
     def reconstruct(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Decode the posterior mean of each image: reconstructions in [0, 1]."""
-        decoded = self.decode(self.encode(pixel_values).latent_dist.mode()).sample
+        """Decode the posterior mean of each image (finite, in [-1, 1], as `encode` reads them): reconstructions in
+        [0, 1]."""
+        decoded = self._decode(self.encode(pixel_values).latent_dist.mode()).sample
         return ((decoded + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
@@ -296,12 +314,13 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0, got {temperature}.")
         z = randn_tensor((num_images, *self.latent_shape), generator=generator, device=self.device, dtype=self.dtype)
-        return ((self.decode(temperature * z).sample + 1) / 2).clamp(0, 1)
+        return ((self._decode(temperature * z).sample + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def interpolate(self, image_a: torch.Tensor, image_b: torch.Tensor, steps: int = 8, spherical: bool = False) -> torch.Tensor:
         """Decode `steps` points from the posterior mean of `image_a` to that of `image_b` (linearly, or along the
-        great circle when `spherical`): images in [0, 1], shape (steps, channels, height, width)."""
+        great circle when `spherical`): images in [0, 1], shape (steps, channels, height, width). Both images are
+        (channels, height, width) or (1, channels, height, width) tensors in [-1, 1], checked as `encode` checks."""
         if steps < 2:
             raise ValueError(f"steps must be ≥ 2 (both end points), got {steps}.")
         pair = torch.cat([image_a.reshape(1, *image_a.shape[-3:]), image_b.reshape(1, *image_b.shape[-3:])])
@@ -315,7 +334,7 @@ class ImageVAEModel(ImageVAEPreTrainedModel):
         else:
             path = (1 - alphas) * mu_a + alphas * mu_b
         latents = path.view(steps, *means.shape[1:])
-        return ((self.decode(latents).sample + 1) / 2).clamp(0, 1)
+        return ((self._decode(latents).sample + 1) / 2).clamp(0, 1)
 
 
 def convert_autoencoder_kl(autoencoder_kl) -> ImageVAEModel:

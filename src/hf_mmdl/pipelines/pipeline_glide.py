@@ -251,8 +251,10 @@ class GlidePipeline(DiffusionPipeline):
 
 class GlideInpaintPipeline(GlidePipeline):
     """Text-guided editing (GLIDE §4.3) with an inpainting [`GlideModel`]: `image` + `mask_image` (white = the region
-    to repaint, diffusers' convention; bool masks: True = repaint, as the processor reads them) + `prompt` → the
-    edited image. Pixels outside the mask are kept exactly."""
+    to repaint, diffusers' convention; bool masks: True = repaint, 0/1 masks: 1 = repaint, as the processor reads
+    them) + `prompt` → the edited image. Pixels outside the mask are kept exactly. Each mask must have its image's
+    size and mark something to repaint; images and masks follow the processor's rules, which raise a `ValueError`
+    naming the image or mask that breaks one (`GlideImageProcessor.preprocess_mask`)."""
 
     @torch.no_grad()
     def __call__(
@@ -275,10 +277,9 @@ class GlideInpaintPipeline(GlidePipeline):
         if not self.glide.config.inpaint:
             raise ValueError("GlideInpaintPipeline needs an inpainting GLIDE model (config.inpaint=True).")
         prompts, negatives = self._captions(prompt, negative_prompt, num_images_per_prompt)
-        # Images and masks are prepared apart so that a count mismatch is named here, with the prompts in view.
-        images, known = self.prepare(images=image)["pixel_values"], self.prepare(mask_images=mask_image)["inpaint_mask"]
-        if len(images) != len(known):
-            raise ValueError(f"Got {len(images)} images but {len(known)} masks.")
+        # Prepared together, so that the processor checks each mask against its image (count and size).
+        edit = self.prepare(images=image, mask_images=mask_image)
+        images, known = edit["pixel_values"], edit["inpaint_mask"]
         if len(images) not in (1, len(prompts) // num_images_per_prompt):
             raise ValueError(f"Got {len(images)} images for {len(prompts) // num_images_per_prompt} prompts.")
         repeats = len(prompts) // len(images)

@@ -8,18 +8,10 @@ from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
 from ..modeling.inputs import map_pixels, unmap_pixels
-from .image_processing import validate_images
+from .image_processing import flatten_transparency, validate_images
 
 IMAGE_MODES = ("RGB", "L")
 OUTPUT_TYPES = ("pil", "np", "pt")
-
-
-def _to_mode(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become white, as the emoji and icon data sets are drawn on white.
-        rgba = image.convert("RGBA")
-        image = PIL.Image.alpha_composite(PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image.convert(mode)
 
 
 class AutoencoderImageProcessor(PilBackend):
@@ -30,7 +22,9 @@ class AutoencoderImageProcessor(PilBackend):
     (mean = std = 0.5 gives the [-1, 1] range of `ImageVAEModel` / `AutoencoderKL`) or applies DALL-E's pixel map
     φ(x) = (1 − 2ε)x + ε (`do_map_pixels`, for `DiscreteVAEModel`). `postprocess` turns [0, 1] image tensors (what
     the models' `reconstruction`, `reconstruct`, `sample`, `interpolate` and `decode_code` return) into PIL images.
-    Modes it cannot convert (16-bit, float), empty images, NaN or out-of-range arrays raise a `ValueError`."""
+    Inputs follow the package's image rules (`processing.image_processing`): modes it cannot convert (16-bit,
+    float), empty images, boolean arrays, integer arrays outside 0–255 and float arrays outside [0, 1] or with NaN
+    raise a `ValueError`."""
 
     model_input_names = ["pixel_values"]
     resample = PILImageResampling.BICUBIC
@@ -60,7 +54,7 @@ class AutoencoderImageProcessor(PilBackend):
         return 3 if self.image_mode == "RGB" else 1
 
     def preprocess(self, images, *args, **kwargs) -> BatchFeature:
-        images = [_to_mode(image, self.image_mode) for image in validate_images(images)]
+        images = [flatten_transparency(image).convert(self.image_mode) for image in validate_images(images)]
         kwargs.setdefault("return_tensors", "pt")
         batch = super().preprocess(images, *args, **kwargs)
         pixel_values = torch.as_tensor(np.asarray(batch["pixel_values"]))

@@ -4,11 +4,13 @@ masks, and generated tensors back to PIL images. The GLIDE pipelines hold one an
 import warnings
 
 import numpy as np
+import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import PILImageResampling
 from transformers.utils import cached_file
 
+from .image_processing import has_transparency, validate_images
 from .image_processing_autoencoders import OUTPUT_TYPES, AutoencoderImageProcessor
 from .tokenization import SavedTokenizerRequired
 
@@ -36,16 +38,29 @@ def encode_captions(tokenizer, captions: list[str], text_ctx: int, pad_token_id:
     return input_ids, mask
 
 
-def _bool_masks_as_grey(masks):
-    """Boolean masks (True = repaint) → uint8 0/255 of the same shape, so that they read like black-and-white
-    images; anything else is returned as is."""
+def masks_as_grey(masks):
+    """Edit masks whose values are not grey levels → uint8 0/255 masks of the same shape, so that they read like
+    black-and-white images: boolean arrays and tensors (True = repaint), and integer arrays, tensors or PIL "L"
+    images whose values are all 0 or 1 (1 = repaint; read as grey levels they would be almost black, i.e. repaint
+    nothing). Anything else, a list's items included, is returned as is."""
     if isinstance(masks, (list, tuple)):
-        return [_bool_masks_as_grey(mask) for mask in masks]
-    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
+        return [masks_as_grey(mask) for mask in masks]
+    if isinstance(masks, torch.Tensor) and (masks.dtype == torch.bool or _is_zero_one(masks)):
         return masks.to(torch.uint8) * 255
-    if isinstance(masks, np.ndarray) and masks.dtype == bool:
+    if isinstance(masks, np.ndarray) and (masks.dtype == bool or _is_zero_one(masks)):
         return masks.astype(np.uint8) * 255
+    if isinstance(masks, PIL.Image.Image) and masks.mode == "L" and masks.getextrema()[1] <= 1:
+        return masks.point(lambda value: value * 255)
     return masks
+
+
+def _is_zero_one(mask) -> bool:
+    """Whether `mask` is a non-empty integer array or tensor whose values all lie in {0, 1}."""
+    if isinstance(mask, torch.Tensor):
+        integer, empty = not (mask.is_floating_point() or mask.is_complex()), mask.numel() == 0
+    else:
+        integer, empty = np.issubdtype(mask.dtype, np.integer), mask.size == 0
+    return integer and not empty and bool(mask.min() >= 0) and bool(mask.max() <= 1)
 
 
 def quantize_to_8_bits(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -60,17 +75,48 @@ class GlideImageProcessor(AutoencoderImageProcessor):
     size = {"shortest_edge": 64}
     crop_size = {"height": 64, "width": 64}
 
-    def preprocess_mask(self, masks) -> torch.Tensor:
+    def preprocess_mask(self, masks, image_sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
         """Edit masks → GLIDE's `inpaint_mask` of shape (batch, 1, height, width), 1 on KNOWN pixels (GLIDE §4.3
         feeds the model the known region). The package decides mask polarity here and nowhere else: white, True or
-        1 marks the region to REPAINT (diffusers' convention). Accepted per mask: a PIL image or a uint8 array
-        (grey level ≥ 128 = repaint), a bool array or tensor (True = repaint), a float array or tensor in [0, 1]
-        (≥ 0.5 = repaint), each resized with NEAREST to the crop size; a list of them, or a 4-D stack, is a batch.
-        Other inputs raise the `ValueError`s of the image path."""
+        1 marks the region to REPAINT (diffusers' convention). Accepted per mask:
+
+        - a PIL image or a uint8 array or tensor of grey levels 0–255 (≥ 128 = repaint);
+        - a bool array or tensor (True = repaint);
+        - an integer array or tensor, or a PIL "L" image, whose values are all 0 or 1 (1 = repaint; see
+          `masks_as_grey`);
+        - a float array or tensor in [0, 1] (≥ 0.5 = repaint).
+
+        A list of them, or a 4-D stack, is a batch. Each mask is resized with NEAREST and centre-cropped to the crop
+        size, as its image is. `image_sizes` are the (width, height) of the images the masks go with (the
+        processor passes them when given both): a mask of another size is refused rather than stretched, and so is
+        a different number of masks and images.
+
+        Raises a `ValueError` for what the image rules refuse (`processing.image_processing`), for masks with
+        transparency (a painted layer: pass its alpha, `layer.getchannel("A")`, as the mask), and for a mask that
+        marks nothing to repaint once resized (all black: the edit would return the image unchanged).
+        """
+        checked = validate_images(masks_as_grey(masks))
+        for i, mask in enumerate(checked):
+            if has_transparency(mask):
+                raise ValueError(f"Mask {i} has transparency ({mask.mode}), which a mask cannot mean; pass a grey "
+                                 "mask (white = repaint) or, for a painted layer, its alpha: `layer.getchannel('A')`.")
+        if image_sizes is not None:
+            if len(image_sizes) != len(checked):
+                raise ValueError(f"Got {len(image_sizes)} images but {len(checked)} masks; pass one mask per image.")
+            for i, (mask, size) in enumerate(zip(checked, image_sizes)):
+                if mask.size != tuple(size):
+                    raise ValueError(f"Mask {i} is {mask.width}×{mask.height} but its image is {size[0]}×{size[1]}; "
+                                     "draw the mask at the image's size (masks are not resized to fit).")
         mask_processor = AutoencoderImageProcessor(
             image_mode="L", size=self.size, crop_size=self.crop_size, do_normalize=False, resample=PILImageResampling.NEAREST
         )
-        repaint = mask_processor(images=_bool_masks_as_grey(masks))["pixel_values"] >= 0.5
+        repaint = mask_processor(images=checked)["pixel_values"] >= 0.5
+        for i, region in enumerate(repaint):
+            if not region.any():
+                height, width = region.shape[-2:]
+                raise ValueError(f"Mask {i} covers none of the model's {height}×{width} pixels, so there is nothing to "
+                                 "repaint: white, True or 1 marks the region to repaint (a small region can vanish "
+                                 "when the mask is resized to the model's size; mark a larger one).")
         return (~repaint).float()
 
 
@@ -82,9 +128,11 @@ class GlideProcessor(SavedTokenizerRequired, ProcessorMixin):
     """Turns captions, images and edit masks into [`GlideModel`] inputs and generated images back into PIL images.
 
     - `text` → `input_ids`, `attention_mask` of `text_ctx` tokens (empty string = unconditional).
-    - `images` → `pixel_values` in [-1, 1]; `mask_images` (white / True = repaint) → `inpaint_mask` (1 = known);
+    - `images` → `pixel_values` in [-1, 1]; `mask_images` (white / True / 1 = repaint) → `inpaint_mask` (1 =
+      known), each mask of its image's size (`GlideImageProcessor.preprocess_mask` gives the rules);
       `low_res_images` → `low_res` at `size / upsample_factor`, quantised to 8 bits (upsampler).
-    Batch sizes must agree; empty lists, non-strings and over-long captions (with `truncation=False`) raise.
+    Images follow the package's image rules (`processing.image_processing`). Batch sizes must agree; empty lists,
+    non-strings and over-long captions (with `truncation=False`) raise.
     `GlideProcessor.for_config(config, tokenizer)` builds the processor that fits a [`GlideConfig`].
     """
 
@@ -124,11 +172,15 @@ class GlideProcessor(SavedTokenizerRequired, ProcessorMixin):
             pad = self.tokenizer.pad_token_id
             data["input_ids"], data["attention_mask"] = encode_captions(self.tokenizer, captions, self.text_ctx, pad, truncation)
             sizes["captions"] = len(captions)
+        image_sizes = None
         if images is not None:
+            images = validate_images(images)
+            image_sizes = [image.size for image in images]
             data["pixel_values"] = self.image_processor(images=images)["pixel_values"]
             sizes["images"] = len(data["pixel_values"])
         if mask_images is not None:
-            data["inpaint_mask"] = self.image_processor.preprocess_mask(mask_images)
+            # With images, each mask must match its image's size (preprocess_mask refuses others).
+            data["inpaint_mask"] = self.image_processor.preprocess_mask(mask_images, image_sizes)
             sizes["masks"] = len(data["inpaint_mask"])
         if low_res_images is not None:
             side = self.image_processor.crop_size["height"] // self.upsample_factor

@@ -6,7 +6,7 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, PILImageResampling
 
-from .image_processing import validate_images
+from .image_processing import flatten_transparency, validate_images
 from .tokenization import SavedTokenizerRequired
 
 
@@ -15,8 +15,9 @@ class M2ImageProcessor(PilBackend):
     region features (the paper's detector features) to `max_regions` with a mask. `region_feature_dim=None` is the
     processor of a model that reads images through a backbone: it refuses region features.
 
-    Grey, palette, RGBA (composited on white) and CMYK images are converted to RGB; other modes raise a
-    `ValueError`."""
+    Grey, palette, RGBA (composited on white) and CMYK images are converted to RGB. Inputs follow the package's
+    image rules (`processing.image_processing`): other PIL modes, boolean arrays, integer arrays outside 0–255 and
+    float arrays outside [0, 1] or with NaN raise a `ValueError`; so do NaN or infinite region features."""
 
     model_input_names = ["pixel_values"]
     resample = PILImageResampling.BILINEAR
@@ -34,7 +35,7 @@ class M2ImageProcessor(PilBackend):
         self.region_feature_dim = region_feature_dim
 
     def preprocess(self, images, *args, **kwargs) -> BatchFeature:
-        return super().preprocess(validate_images(images), *args, **kwargs)
+        return super().preprocess([flatten_transparency(image) for image in validate_images(images)], *args, **kwargs)
 
     def pad_region_features(self, region_features, truncation: bool = True) -> BatchFeature:
         """Stack per-image region features of shape (regions_i, region_feature_dim) into `region_features` of shape

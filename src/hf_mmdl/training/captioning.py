@@ -19,6 +19,7 @@ from ..architectures.m2 import captioning_results_table
 from ..modeling import M2ForConditionalGeneration
 from ..modeling.configuration_m2 import m2_config_for
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
+from ..processing.image_processing import to_rgb
 from ..visualization import captioned_image_grid
 from .recipe import Recipe, RecipeTrainingArguments
 from .scst import SelfCriticalTrainer
@@ -139,7 +140,9 @@ def best_constant_caption(train_captions: list[str], validation_references: list
 
 
 def pixel_matrix(images, side: int = 32) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((side, side)), dtype=np.float32).ravel()) for im in images])
+    """PIL images → (count, side·side·3) float rows of 0–255 RGB values, with transparency on white as the
+    captioner's processor reads it (`to_rgb`), so the baseline compares the pixels the model sees."""
+    return torch.stack([torch.from_numpy(np.asarray(to_rgb(im).resize((side, side)), dtype=np.float32).ravel()) for im in images])
 
 
 def nearest_neighbour_captions(train_split, query_images, k: int = 5) -> list[str]:

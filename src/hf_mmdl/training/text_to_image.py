@@ -37,6 +37,7 @@ from ..modeling import GlideModel, inpainting_model_from
 from ..modeling.configuration_glide import glide_config_for
 from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideProcessor, train_caption_tokenizer
+from ..processing.image_processing import to_rgb
 from ..visualization import image_grid
 from .common import EMACallback
 from .recipe import Recipe, RecipeTrainingArguments, training_summary
@@ -116,8 +117,8 @@ def score_retrieval(pipe: GlidePipeline, names: list[str], references: list[PIL.
                     guidance_scales: list[float], steps: str, seed: int = 0) -> tuple[dict, dict]:
     """For emoji-name prompts: the share of samples whose nearest reference image (pixel L2) is the prompted emoji,
     and whose 10 nearest include it, at each guidance scale (same noise for every scale)."""
-    def flat(images):
-        return np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) / 255 for image in images]).reshape(len(images), -1)
+    def flat(images):  # transparent references on white, as the model was trained on them
+        return np.stack([np.asarray(to_rgb(image), dtype=np.float32) / 255 for image in images]).reshape(len(images), -1)
 
     refs = flat(references)
     wanted = np.array([reference_names.index(name) for name in names])
