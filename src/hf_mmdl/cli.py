@@ -4,10 +4,15 @@ quickstart runs, `push` a saved folder with its model card, `demo` the architect
 
 Flags are spelled with underscores, as the training recipes' (transformers') flags are; the hyphenated spelling is
 accepted too (`--output-dir`).
+
+A user error (a bad flag value, a missing file or folder: ValueError or FileNotFoundError) prints one line naming
+the command and what was wrong, and exits with status 2 as argparse does for a bad flag; any other exception is a
+fault in the package and keeps its traceback.
 """
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from .architectures import ARCHITECTURES, resolve
@@ -118,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
@@ -125,7 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     if forwarded and not getattr(args, "forwards_arguments", False):
         parser.error(f"unrecognized arguments: {' '.join(forwarded)}")
     args.forwarded = forwarded
-    args.handler(args)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        command = " ".join(["hf-mmdl", args.command, *([args.architecture] if args.command == "train" else [])])
+        print(f"{command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

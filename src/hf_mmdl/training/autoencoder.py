@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModel, AutoProcessor, TrainerCallback
 from transformers.trainer_utils import SchedulerType
 
-from ..data import load_image_dataset
+from ..data import HELD_OUT_HELP, load_image_dataset
 from ..architectures.autoencoders import autoencoder_results_table
 from ..modeling import DiscreteVAEModel, ImageVAEModel
 from ..modeling.configuration_dvae import dvae_config_for
@@ -194,6 +194,7 @@ class AutoencoderRecipe(Recipe):
                         "training": AutoencoderTrainingArguments}
     model_class: type
     processor_class: type
+    help_notes = HELD_OUT_HELP.replace("validation (or val/valid/dev) or test split", "validation (or val/valid/dev) split")
 
     @abstractmethod
     def config(self, model_args: AutoencoderModelArguments, image_size: int, channels: int, max_steps: int):
@@ -357,7 +358,10 @@ def main(argv: list[str] | None = None) -> dict:
     """Command line of `examples/run_autoencoder.py` and `hf-mmdl autoencoder`: `--model_type vae|dvae` picks the
     recipe; every TrainingArguments flag plus the model and data flags above."""
     parser = IMAGE_VAE_RECIPE.parser()
-    parser.description = "Train and score an image VAE (--model_type vae) or DALL-E dVAE (--model_type dvae)."
+    parser.prog = "hf-mmdl autoencoder"
+    parser.description = parser.description.replace(
+        IMAGE_VAE_RECIPE.description,
+        "Train and score an image VAE (--model_type vae) or DALL-E dVAE (--model_type dvae).", 1)
     model_args, *_ = parser.parse_args_into_dataclasses(args=argv)
     return AUTOENCODER_RECIPES[checked_model_type(model_args.model_type)].main(argv)
 
