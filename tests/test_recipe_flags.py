@@ -41,13 +41,13 @@ def test_with_the_paper_schedule_off_the_given_learning_rate_and_scheduler_are_u
     assert trainer.args.learning_rate == 1e-4 and trainer.args.lr_scheduler_type == "cosine"
 
 
-def test_the_paper_schedule_warms_up_over_a_fifth_of_the_run(tmp_path):
+def test_the_paper_schedule_warms_up_over_a_quarter_of_the_run(tmp_path):
     args = parsed(CAPTIONING_RECIPE, ["--max_steps", "40", "--output_dir", str(tmp_path), *TINY])
     data = CAPTIONING_RECIPE.load_data(args)
     model, processor = CAPTIONING_RECIPE.build(args, data)
     trainer = cross_entropy_trainer(model, processor, data, args.training)
-    assert trainer.args.get_warmup_steps(40) == 8
-    assert trainer.args.learning_rate == pytest.approx(paper_schedule_learning_rate(model.config.d_model, 8))
+    assert trainer.args.get_warmup_steps(40) == 10
+    assert trainer.args.learning_rate == pytest.approx(paper_schedule_learning_rate(model.config.d_model, 10))
     assert trainer.args.lr_scheduler_type == "inverse_sqrt"
 
 
@@ -70,6 +70,15 @@ def test_a_given_save_steps_turns_checkpointing_on_every_that_many_steps(recipe,
         parsed(recipe, ["--save_strategy", "epoch", "--save_steps", "7", "--output_dir", str(tmp_path)])
 
 
+@pytest.mark.parametrize("recipe", [CAPTIONING_RECIPE, IMAGE_VAE_RECIPE, TEXT_TO_IMAGE_RECIPE])
+def test_a_given_number_of_epochs_sets_the_length_of_a_recipe_with_a_default_step_budget(recipe, tmp_path):
+    assert parsed(recipe, ["--output_dir", str(tmp_path)]).training.max_steps > 0
+    args = parsed(recipe, ["--num_train_epochs", "3", "--output_dir", str(tmp_path)])
+    assert args.training.max_steps == -1 and args.training.num_train_epochs == 3
+    both = parsed(recipe, ["--num_train_epochs", "3", "--max_steps", "5", "--output_dir", str(tmp_path)])
+    assert both.training.max_steps == 5
+
+
 def test_resuming_the_last_checkpoint_of_a_fresh_folder_starts_from_the_beginning(tmp_path, caplog):
     args = parsed(CAPTIONING_RECIPE, ["--resume_from_checkpoint", "last", "--output_dir", str(tmp_path / "new")])
     with caplog.at_level(logging.WARNING):
@@ -84,7 +93,7 @@ def test_resuming_the_last_checkpoint_of_a_fresh_folder_starts_from_the_beginnin
 
 
 @pytest.mark.parametrize("recipe, flag, default", [
-    (CAPTIONING_RECIPE, "--warmup_steps", "0.2"), (CAPTIONING_RECIPE, "--adam_beta2", "0.98"),
+    (CAPTIONING_RECIPE, "--warmup_steps", "0.25"), (CAPTIONING_RECIPE, "--max_steps", "2000"), (CAPTIONING_RECIPE, "--adam_beta2", "0.98"),
     (IMAGE_VAE_RECIPE, "--learning_rate", "0.001"), (IMAGE_VAE_RECIPE, "--max_steps", "1200"),
     (TEXT_TO_IMAGE_RECIPE, "--learning_rate", "0.0006"),
 ])

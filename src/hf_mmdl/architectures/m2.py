@@ -25,6 +25,9 @@ def captioning_results_table(results: dict) -> str:
     lines = ["| captioner | BLEU-1 | BLEU-4 | ROUGE-L | CIDEr-D |", "|---|---|---|---|---|"]
     for name, m in rows:
         lines.append(f"| {name} | {100 * m['bleu_1']:.1f} | {100 * m['bleu_4']:.1f} | {100 * m['rouge_l']:.1f} | {100 * m['cider_d']:.1f} |")
+    if "distinct_captions" in results:  # a captioner that collapsed to a few captions can still beat a constant one
+        lines.append(f"\nThe model gave {results['distinct_captions']} distinct captions for the {results['test_images']} "
+                     f"test images (references: {results['distinct_references']} distinct).")
     return "\n".join(lines)
 
 

@@ -8,10 +8,12 @@ loader. Every transformation here keeps its result in memory.
 """
 
 import logging
+import math
 from pathlib import Path
 from typing import NamedTuple
 
 import datasets
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,11 @@ def carve_held_out(data: datasets.DatasetDict, origins: dict[str, str], held_out
         if len(data["train"]) < 3:
             raise ValueError(f"Only {len(data['train'])} training rows: too few to hold out a {split} split; add a "
                              f"{split} split to the dataset.")
-        parts = data["train"].train_test_split(test_size=HELD_OUT_FRACTION, seed=HELD_OUT_SEED, keep_in_memory=True)
-        data["train"], data[split] = parts["train"], parts["test"]
+        # Not `train_test_split`: on a dataset read from disk it writes index files next to the data.
+        order = np.random.default_rng(HELD_OUT_SEED).permutation(len(data["train"]))
+        cut = math.ceil(HELD_OUT_FRACTION * len(order))
+        data[split] = data["train"].select(np.sort(order[:cut]), keep_in_memory=True)
+        data["train"] = data["train"].select(np.sort(order[cut:]), keep_in_memory=True)
         origins[split] = f"{HELD_OUT_FRACTION:.0%} of train (seed {HELD_OUT_SEED}), the dataset having no {split} split"
         logger.warning("No %s split: %d rows carved from train (%s), %d left for training.", split, len(data[split]),
                        origins[split], len(data["train"]))

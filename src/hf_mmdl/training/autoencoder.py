@@ -252,6 +252,7 @@ class AutoencoderRecipe(Recipe):
             "dataset": args.data.dataset_name,
             "image_size": args.data.image_size,
             "validation_images": len(args.validation_pixels),
+            **({"vocab_size": model.config.vocab_size} if isinstance(model, DiscreteVAEModel) else {}),
             "validation": evaluate_autoencoder(model, processor, args.validation_pixels,
                                                mean_training_image(data["train"], processor)),
             "history": args.tracker.history,
@@ -292,7 +293,7 @@ class ImageVAERecipe(AutoencoderRecipe):
             [processor.postprocess(model.sample(12, temperature=t, generator=generator)) for t in temperatures],
             out / "samples.png", [f"t = {t}" for t in temperatures], title=f"{title}: samples z ~ N(0, t^2 I) decoded",
         )]
-        pairs = [(2 * i, 2 * i + 1) for i in range(4)]
+        pairs = [(2 * i, 2 * i + 1) for i in range(min(4, len(pixel_values) // 2))]  # a small set may hold out few
         figures.append(image_grid(
             [processor.postprocess(model.interpolate(pixel_values[a], pixel_values[b], steps=10)) for a, b in pairs],
             out / "interpolations.png", title=f"{title}: interpolation between posterior means",

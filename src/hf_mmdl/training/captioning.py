@@ -10,8 +10,9 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoBackbone, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, Trainer
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, Trainer
+from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+from transformers.trainer_utils import SchedulerType
 
 from ..data import HELD_OUT_HELP, UserData, load_caption_dataset_with_origins
 from ..metrics import CiderD, caption_metrics
@@ -65,14 +66,14 @@ class CaptioningTrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="outputs/m2-captioning")
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
-    num_train_epochs: float = 4.0
-    # A fraction of the run (Trainer reads warmup_steps < 1 as one): 500 steps of the default 2,500-step scenes run,
-    # and a warm-up a short run on a small dataset actually leaves.
-    warmup_steps: float = 0.2
+    # A step budget, not epochs: 4 epochs of a user's 900 captioned images are ~110 steps, far too few to learn
+    # anything (README: a user's images); 2,000 steps take about 15 minutes on 2 CPU cores at the default size.
+    max_steps: int = 2000
+    # A fraction of the run (Trainer reads warmup_steps < 1 as one), so every run leaves its warm-up; at the default
+    # length 500 steps, whose paper-schedule peak (d_model · 500)^-0.5 the scenes runs measured stable.
+    warmup_steps: float = 0.25
     adam_beta2: float = 0.98
     lr_scheduler_type: SchedulerType | str = "inverse_sqrt"
-    eval_strategy: IntervalStrategy | str = "epoch"
-    save_strategy: SaveStrategy | str = "epoch"
     paper_schedule: bool = field(
         default=True,
         metadata={
@@ -176,17 +177,22 @@ def build_processor(train_split, model_args: CaptioningModelArguments, max_lengt
 
 
 def load_pretrained_backbone(model_args: CaptioningModelArguments, processor: M2Processor):
-    """The pretrained backbone of `--backbone_name_or_path` (`AutoBackbone`: its last stage by default); the
-    processor takes over the normalisation its image processor was trained with, when the folder has one."""
-    if model_args.model_name_or_path:
-        raise ValueError("--backbone_name_or_path builds a fresh M² around a pretrained backbone; --model_name_or_path "
-                         "already has one: pass one of the two.")
-    backbone = AutoBackbone.from_pretrained(model_args.backbone_name_or_path)
+    """The pretrained backbone of `--backbone_name_or_path` (the backbone class of its config, with its weights: its
+    last stage by default); the processor takes over the normalisation its image processor was trained with, when
+    the folder has one. Raises ValueError for a model without a transformers backbone class."""
+    path = model_args.backbone_name_or_path
+    # Through the config's backbone class, not `AutoBackbone.from_pretrained`: transformers 5.24's asks the Hub whether
+    # the name is a repository first, which fails offline and for a local folder.
+    config = AutoConfig.from_pretrained(path)
+    if type(config) not in MODEL_FOR_BACKBONE_MAPPING:
+        raise ValueError(f"--backbone_name_or_path {path} holds a {config.model_type!r} model, which transformers has "
+                         "no backbone class for: pass a ResNet, ConvNext, Swin, DINOv2, ... folder or Hub id.")
+    backbone = MODEL_FOR_BACKBONE_MAPPING[type(config)].from_pretrained(path)
     try:
-        pretrained = AutoImageProcessor.from_pretrained(model_args.backbone_name_or_path)
+        pretrained = AutoImageProcessor.from_pretrained(path)
     except OSError:  # a bare backbone folder: keep the processor's normalisation
         logger.warning("%s has no image processor: images are normalised with mean %s and std %s.",
-                       model_args.backbone_name_or_path, processor.image_processor.image_mean,
+                       path, processor.image_processor.image_mean,
                        processor.image_processor.image_std)
     else:
         processor.image_processor.image_mean = list(pretrained.image_mean)
@@ -309,6 +315,9 @@ class CaptioningRecipe(Recipe):
         return data
 
     def build(self, args, data):
+        if args.model.model_name_or_path and args.model.backbone_name_or_path:
+            raise ValueError("--backbone_name_or_path builds a fresh M² around a pretrained backbone; the M² of "
+                             "--model_name_or_path already has its own: pass one of the two.")
         if args.model.model_name_or_path:
             return (AutoModelForImageTextToText.from_pretrained(args.model.model_name_or_path),
                     AutoProcessor.from_pretrained(args.model.model_name_or_path))
@@ -371,6 +380,8 @@ class CaptioningRecipe(Recipe):
             "dataset": args.data.dataset_name,
             "test_images": len(test),
             "split_origins": args.split_origins,
+            "distinct_captions": len(set(predictions)),
+            "distinct_references": len({c for refs in references for c in refs}),
             "examples": [{"generated": p, "references": r} for p, r in zip(predictions[:12], references[:12])],
         }
 

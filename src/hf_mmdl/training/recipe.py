@@ -231,7 +231,8 @@ class Recipe(ABC):
         own = "\n".join(f"  --{f.name} (default: {_field_default(f)})" for f in self.own_options())
         changed = ", ".join(f"--{name} {value}" for name, value in self.changed_training_defaults().items())
         return (f"{self.description}\n\nThis recipe's own options (each explained below):\n{own}\n\nTrainingArguments defaults this recipe changes: {changed}. "
-                "A given --save_steps / --eval_steps turns --save_strategy / --eval_strategy to 'steps'."
+                "A given --save_steps / --eval_steps turns --save_strategy / --eval_strategy to 'steps'; a given "
+                "--num_train_epochs without --max_steps sets the run's length."
                 + (f"\n\n{self.help_notes}" if self.help_notes else ""))
 
     def parser(self) -> HfArgumentParser:
@@ -267,10 +268,16 @@ class Recipe(ABC):
 
 
 def with_step_intervals(training_args: TrainingArguments, given: set[str]) -> TrainingArguments:
-    """A given `--save_steps` / `--eval_steps` switches its strategy to "steps" when the strategy was not given
-    (recipes default to "no" or "epoch", which would silently ignore the interval); with a strategy given as
-    something else the two contradict each other, which raises ValueError."""
+    """Flags that would be silently ignored next to a recipe's default take effect. A given `--save_steps` /
+    `--eval_steps` switches its strategy to "steps" when the strategy was not given (recipes default to "no" or
+    "epoch", which ignore the interval); with a strategy given as something else the two contradict each other,
+    which raises ValueError. A given `--num_train_epochs` without `--max_steps` sets the run's length, though the
+    recipe's default is a number of steps (which Trainer would let win)."""
     changes = {}
+    if "num_train_epochs" in given and "max_steps" not in given and training_args.max_steps > 0:
+        logger.info("--num_train_epochs given: the run lasts %g epochs, not the recipe's default %d steps.",
+                    training_args.num_train_epochs, training_args.max_steps)
+        changes["max_steps"] = -1
     for interval, strategy in STEP_INTERVALS.items():
         if interval not in given or getattr(training_args, strategy) == "steps":
             continue
