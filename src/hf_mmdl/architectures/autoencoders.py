@@ -116,6 +116,7 @@ IMAGE_VAE = Architecture(
     recipe="hf_mmdl.training.autoencoder:IMAGE_VAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},
     quickstart=Quickstart(
+        minutes=7,
         settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
         full_settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
         figures=("reconstructions.png", "samples.png", "interpolations.png"),
@@ -148,6 +149,7 @@ DVAE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
+        minutes=7,
         settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
         full_settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
         figures=("reconstructions.png", "soft_vs_hard.png"),

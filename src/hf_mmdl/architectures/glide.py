@@ -116,6 +116,7 @@ GLIDE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
+        minutes=60,
         settings=FULL_RUN,
         full_settings=FULL_RUN,
         figures=("samples_by_guidance.png", "edits.png"),

@@ -100,6 +100,7 @@ M2 = Architecture(
         ),
     ),),
     quickstart=Quickstart(
+        minutes=10,
         settings=dict(max_steps=1200, warmup_steps=500, num_train_images=4000, num_eval_images=250, seed=1234),
         full_settings=dict(max_steps=1200, warmup_steps=500, num_train_images=4000, num_eval_images=250, seed=1234),
         figures=("test_captions.png",),
