@@ -22,9 +22,16 @@ HELD_OUT_SEED = 0
 SPLIT_NAMES = ("train", "validation", "test")
 # Other names datasets give their validation split; read as "validation", never ignored.
 VALIDATION_ALIASES = ("val", "valid", "dev")
-HELD_OUT_HELP = (f"A dataset without a validation (or val/valid/dev) or test split gets it carved from train: "
-                 f"{HELD_OUT_FRACTION:.0%} of train each, seed {HELD_OUT_SEED}; the run logs it and results.json "
-                 "records where each held-out split came from.")
+
+
+def held_out_help(splits: tuple[str, ...] = ("validation", "test")) -> str:
+    """What `--help` says about the held-out `splits` a recipe needs."""
+    names = " or ".join("validation (or val/valid/dev)" if split == "validation" else split for split in splits)
+    return (f"A dataset without a {names} split gets it carved from train: {HELD_OUT_FRACTION:.0%} of train each, seed "
+            f"{HELD_OUT_SEED}, and the run logs it.")
+
+
+HELD_OUT_HELP = held_out_help()
 
 
 class UserData(NamedTuple):

@@ -17,7 +17,8 @@ import torch
 from transformers import AutoModel, AutoProcessor, TrainerCallback
 from transformers.trainer_utils import SchedulerType
 
-from ..data import HELD_OUT_HELP, load_image_dataset
+from ..data import load_image_dataset
+from ..data.user import held_out_help
 from ..architectures.autoencoders import autoencoder_results_table
 from ..modeling import DiscreteVAEModel, ImageVAEModel
 from ..modeling.configuration_dvae import dvae_config_for
@@ -194,7 +195,7 @@ class AutoencoderRecipe(Recipe):
                         "training": AutoencoderTrainingArguments}
     model_class: type
     processor_class: type
-    help_notes = HELD_OUT_HELP.replace("validation (or val/valid/dev) or test split", "validation (or val/valid/dev) split")
+    help_notes = held_out_help(("validation",))
 
     @abstractmethod
     def config(self, model_args: AutoencoderModelArguments, image_size: int, channels: int, max_steps: int):

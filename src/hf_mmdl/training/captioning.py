@@ -307,7 +307,7 @@ class CaptioningRecipe(Recipe):
                    "cross-entropy checkpoint given as --model_name_or_path.")
     argument_classes = {"model": CaptioningModelArguments, "data": CaptioningDataArguments,
                         "training": CaptioningTrainingArguments}
-    help_notes = HELD_OUT_HELP
+    help_notes = HELD_OUT_HELP + " results.json records where each split came from (split_origins)."
 
     def load_data(self, args):
         refuse_flags_the_paper_schedule_sets(args.training, args.given)
