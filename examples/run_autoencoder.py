@@ -10,10 +10,10 @@ TrainingArguments flag applies (`--max_steps`, `--bf16`, `--resume_from_checkpoi
 Held-out metrics against the mean-image baseline go to `results.json`, figures to PNG files in `--output_dir`.
 """
 
-import logging
+import sys
 
-from hf_mmdl.training.autoencoder import main
+from hf_mmdl.cli import main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    # Through the `hf-mmdl autoencoder` command: its logging, and one line instead of a traceback for a user error.
+    main(["autoencoder", *sys.argv[1:]])

@@ -11,10 +11,10 @@ The same command line is `hf-mmdl captioning ...`.
     python examples/run_captioning.py --help
 """
 
-import logging
+import sys
 
-from hf_mmdl.training.captioning import main
+from hf_mmdl.cli import main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    # Through the `hf-mmdl captioning` command: its logging, and one line instead of a traceback for a user error.
+    main(["captioning", *sys.argv[1:]])

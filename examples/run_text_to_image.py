@@ -7,10 +7,10 @@ caption dropout, then sample fixed prompts at guidance 0, 1 and 3 and score them
 Every TrainingArguments flag works. Saves a `GlidePipeline` folder, `results.json` and `samples_by_guidance.png`.
 """
 
-import logging
+import sys
 
-from hf_mmdl.training.text_to_image import main
+from hf_mmdl.cli import main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    # Through the `hf-mmdl text-to-image` command: its logging, and one line instead of a traceback for a user error.
+    main(["text-to-image", *sys.argv[1:]])

@@ -161,3 +161,14 @@ def test_accelerate_fsdp_on_cpu_is_refused_with_an_explanation(tmp_path):
             AutoencoderModelArguments(model_type="dvae", model_size="tiny"), DIGITS,
             AutoencoderTrainingArguments(output_dir=str(tmp_path), max_steps=1, use_cpu=True, fsdp="full_shard"),
         )
+
+
+def test_results_tables_put_bits_per_dim_and_codebook_use_in_context():
+    from hf_mmdl.architectures.autoencoders import autoencoder_results_table
+
+    base = {"mse": 0.01, "psnr": 20.0, "mean_image_mse": 0.06, "mean_image_psnr": 12.2}
+    vae = autoencoder_results_table({"model_type": "image_vae", "validation": {**base, "bits_per_dim": 6.25}})
+    assert "6.25 bits/dim" in vae and "uniform model of 8-bit pixels needs 8.00" in vae
+    dvae = autoencoder_results_table({"model_type": "dvae", "vocab_size": 512, "validation": {
+        **base, "perplexity": 24.5, "codes_used": 109, "temperature": 0.0625, "soft_mse": 0.01}})
+    assert "109 codes used of 512" in dvae

@@ -25,3 +25,15 @@ def test_hf_mmdl_command_lists_its_subcommands():
 def test_captioning_command_takes_the_training_script_flags():
     out = subprocess.run([sys.executable, "-m", "hf_mmdl.cli", "captioning", "--help"], capture_output=True, text=True, check=True)
     assert "--scst" in out.stdout and "--model_name_or_path" in out.stdout and "--learning_rate" in out.stdout
+
+
+def test_quickstart_help_says_what_it_does_and_how_long_each_architecture_takes():
+    from hf_mmdl.architectures import ARCHITECTURES
+
+    out = subprocess.run([sys.executable, "-m", "hf_mmdl.cli", "quickstart", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    text = " ".join(out.split())
+    plans = {name: a.quickstart for name, a in ARCHITECTURES.items() if a.quickstart}
+    assert "beats a baseline" in text and f"about {sum(p.minutes for p in plans.values())} minutes on 2 CPU cores" in text
+    for name, plan in plans.items():
+        assert f"{name} {plan.minutes}" in text

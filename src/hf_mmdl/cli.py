@@ -4,10 +4,15 @@ quickstart runs, `push` a saved folder with its model card, `demo` the architect
 
 Flags are spelled with underscores, as the training recipes' (transformers') flags are; the hyphenated spelling is
 accepted too (`--output-dir`).
+
+A user error (a bad flag value, a missing file or folder: ValueError or FileNotFoundError) prints one line naming
+the command and what was wrong, and exits with status 2 as argparse does for a bad flag; any other exception is a
+fault in the package and keeps its traceback.
 """
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from .architectures import ARCHITECTURES, resolve
@@ -54,17 +59,21 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def add_quickstart(commands) -> None:
-    names = [name for name, architecture in ARCHITECTURES.items() if architecture.quickstart]
+    plans = {name: architecture.quickstart for name, architecture in ARCHITECTURES.items() if architecture.quickstart}
+    names = list(plans)
+    durations = ", ".join(f"{name} {plan.minutes}" for name, plan in plans.items())
+    total = sum(plan.minutes for plan in plans.values())
     start = commands.add_parser(
         "quickstart",
-        help="Train, evaluate and show every architecture on built-in data (CPU, no download; at most 3 minutes "
-             "each on 2 cores, --full for the README's longer runs).",
-        description="Train, evaluate and show each architecture on built-in data: each beats a baseline measured in "
-                    "the same run and saves a from_pretrained folder and PNG figures. The default runs take at most "
-                    "3 minutes each on 2 CPU cores; --full runs the longer recipes behind the README's numbers.",
+        help=f"Train, evaluate and show every architecture on built-in data (CPU, no download; about {total} minutes "
+             "on 2 cores).",
+        description=f"Train, evaluate and show each architecture on built-in data: each beats a baseline measured in "
+                    f"the same run and saves a from_pretrained folder, PNG figures and its table in SUMMARY.md. It "
+                    f"takes about {total} minutes on 2 CPU cores ({durations} minutes); --architectures runs some of "
+                    f"them only, --max_steps shortens every run (for a check, not for the README's numbers).",
     )
     start.add_argument(*flag("architectures"), nargs="+", choices=names, default=names)
-    start.add_argument(*flag("full"), action="store_true", help="The longer runs behind the README's numbers.")
+    start.add_argument(*flag("full"), action="store_true", help="The runs behind the README's numbers.")
     start.add_argument(*flag("output_dir"), default="hf_mmdl_quickstart", help="Where models, figures and SUMMARY.md go.")
     start.add_argument(*flag("max_steps"), type=int, default=None, help="Override each architecture's training steps.")
     start.add_argument(*flag("num_train_images"), type=int, default=None, help="Override the training set size.")
@@ -118,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
@@ -125,7 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     if forwarded and not getattr(args, "forwards_arguments", False):
         parser.error(f"unrecognized arguments: {' '.join(forwarded)}")
     args.forwarded = forwarded
-    args.handler(args)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        command = " ".join(["hf-mmdl", args.command, *([args.architecture] if args.command == "train" else [])])
+        print(f"{command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

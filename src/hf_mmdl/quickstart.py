@@ -1,8 +1,9 @@
 """`hf-mmdl quickstart`: train, evaluate and show each registered architecture on built-in data.
 
 Each architecture's declaration (`hf_mmdl.architectures`) gives the flags of its training recipe for the default
-run (at most 3 minutes on 2 CPU cores) and for `--full`; the run beats a baseline measured in the same run, saves a
-`from_pretrained`-loadable folder and PNG figures under `output_dir`, and its results table goes into SUMMARY.md.
+run (its measured duration on 2 CPU cores in `Quickstart.minutes`) and for `--full`; the run beats a baseline
+measured in the same run, saves a `from_pretrained`-loadable folder and PNG figures under `output_dir`, and its
+results table goes into SUMMARY.md.
 """
 
 import time

@@ -22,10 +22,14 @@ def autoencoder_results_table(results: dict) -> str:
         f"| baseline: mean training image | {m['mean_image_mse']:.4f} | {m['mean_image_psnr']:.1f} |",
     ]
     if results["model_type"] == "dvae":
-        lines.append(f"\nCodebook: perplexity {m['perplexity']:.1f}, {m['codes_used']} codes used; soft (τ = "
-                     f"{m['temperature']:.3g}) vs hard MSE {m['soft_mse']:.4f} vs {m['mse']:.4f}.")
+        vocabulary = f" of {results['vocab_size']}" if "vocab_size" in results else ""
+        lines.append(f"\nCodebook: perplexity {m['perplexity']:.1f} (at most the vocabulary, {m['codes_used']} codes "
+                     f"used{vocabulary}); soft (τ = {m['temperature']:.3g}) vs hard MSE {m['soft_mse']:.4f} vs "
+                     f"{m['mse']:.4f}.")
     else:
-        lines.append(f"\nNegative ELBO: {m['bits_per_dim']:.2f} bits/dim.")
+        # A density over 8-bit pixels that knows nothing spends 8 bits per dimension (uniform over 256 values).
+        lines.append(f"\nNegative ELBO: {m['bits_per_dim']:.2f} bits/dim (an upper bound on the model's code length; "
+                     "a uniform model of 8-bit pixels needs 8.00, and lower is better).")
     return "\n".join(lines)
 
 
@@ -116,6 +120,7 @@ IMAGE_VAE = Architecture(
     recipe="hf_mmdl.training.autoencoder:IMAGE_VAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},
     quickstart=Quickstart(
+        minutes=3,
         settings=dict(QUICK_RUN, model_type="vae", dataset_name="mnist"),
         full_settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
         figures=("reconstructions.png", "samples.png", "interpolations.png"),
@@ -148,6 +153,7 @@ DVAE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
+        minutes=3,
         settings=dict(QUICK_RUN, model_type="dvae", dataset_name="twemoji"),
         full_settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
         figures=("reconstructions.png", "soft_vs_hard.png"),

@@ -122,6 +122,7 @@ GLIDE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
+        minutes=3,
         settings=QUICK_RUN,
         full_settings=FULL_RUN,
         figures=("samples_by_guidance.png", "edits.png"),

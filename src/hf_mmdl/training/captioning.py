@@ -10,10 +10,11 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, Trainer
+from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+from transformers.trainer_utils import SchedulerType
 
-from ..data import load_caption_dataset
+from ..data import HELD_OUT_HELP, UserData, load_caption_dataset_with_origins
 from ..metrics import CiderD, caption_metrics
 from ..architectures.m2 import captioning_results_table
 from ..modeling import M2ForConditionalGeneration
@@ -21,7 +22,7 @@ from ..modeling.configuration_m2 import m2_config_for
 from ..processing import M2ImageProcessor, M2Processor, train_caption_tokenizer
 from ..processing.image_processing import to_rgb
 from ..visualization import captioned_image_grid
-from .recipe import Recipe, RecipeTrainingArguments
+from .recipe import Recipe, RecipeTrainingArguments, run_steps
 from .scst import SelfCriticalTrainer
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ class CaptioningModelArguments:
     )
     image_size: int = field(default=64, metadata={"help": "Side of the square images fed to the grid backbone."})
     min_word_count: int = field(default=2, metadata={"help": "Words rarer than this in training captions become <unk>."})
+    backbone_name_or_path: str | None = field(default=None, metadata={
+        "help": "A pretrained transformers backbone (Hub id, or a folder saved with save_pretrained, e.g. a ResNet or "
+                "ConvNext) whose last feature map replaces the size preset's randomly initialised grid backbone; its "
+                "image processor's mean and std are used when the folder has one. With a fresh model only."})
+    freeze_backbone: bool = field(default=True, metadata={
+        "help": "Keep the pretrained backbone's weights and BatchNorm statistics fixed (train only M² on its "
+                "features); false fine-tunes it too."})
 
 
 @dataclass
@@ -59,17 +67,20 @@ class CaptioningTrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="outputs/m2-captioning")
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
-    num_train_epochs: float = 4.0
-    warmup_steps: float = 500
+    # A step budget, not epochs: 4 epochs of a user's 900 captioned images are ~110 steps, far too few to learn
+    # anything (README: a user's images); 2,000 steps take about 15 minutes on 2 CPU cores at the default size.
+    max_steps: int = 2000
+    # A fraction of the run (Trainer reads warmup_steps < 1 as one), so every run leaves its warm-up; at the default
+    # length 500 steps, whose paper-schedule peak (d_model · 500)^-0.5 the scenes runs measured stable.
+    warmup_steps: float = 0.25
     adam_beta2: float = 0.98
     lr_scheduler_type: SchedulerType | str = "inverse_sqrt"
-    eval_strategy: IntervalStrategy | str = "epoch"
-    save_strategy: SaveStrategy | str = "epoch"
     paper_schedule: bool = field(
         default=True,
         metadata={
-            "help": "M²'s warm-up schedule lr(s) = d_model^-0.5 · min(s^-0.5, s · warmup^-1.5); it sets learning_rate "
-            "to its peak (d_model · warmup)^-0.5 with the inverse-sqrt scheduler."
+            "help": "M²'s warm-up schedule lr(s) = d_model^-0.5 · min(s^-0.5, s · warmup^-1.5), with warmup the run's "
+            "warm-up steps (--warmup_steps, a count or a fraction of the run): learning rate and scheduler come "
+            "from it, so --learning_rate / --lr_scheduler_type need --paper_schedule false."
         },
     )
     num_beams: int = field(default=5, metadata={"help": "Beams for test-set captioning and SCST (paper: 5)."})
@@ -170,7 +181,48 @@ def build_processor(train_split, model_args: CaptioningModelArguments, max_lengt
     return M2Processor(image_processor, tokenizer)
 
 
-def load_captioning_data(data_args: CaptioningDataArguments) -> datasets.DatasetDict:
+def load_pretrained_backbone(model_args: CaptioningModelArguments, processor: M2Processor):
+    """The pretrained backbone of `--backbone_name_or_path` (the backbone class of its config, with its weights: its
+    last stage by default); the processor takes over the normalisation its image processor was trained with, when
+    the folder has one. Raises ValueError for a model without a transformers backbone class."""
+    path = model_args.backbone_name_or_path
+    # Through the config's backbone class, not `AutoBackbone.from_pretrained`: transformers 5.24's asks the Hub whether
+    # the name is a repository first, which fails offline and for a local folder.
+    config = AutoConfig.from_pretrained(path)
+    if type(config) not in MODEL_FOR_BACKBONE_MAPPING:
+        raise ValueError(f"--backbone_name_or_path {path} holds a {config.model_type!r} model, which transformers has "
+                         "no backbone class for: pass a ResNet, ConvNext, Swin, DINOv2, ... folder or Hub id.")
+    backbone = MODEL_FOR_BACKBONE_MAPPING[type(config)].from_pretrained(path)
+    try:
+        pretrained = AutoImageProcessor.from_pretrained(path)
+    except OSError:  # a bare backbone folder: keep the processor's normalisation
+        logger.warning("%s has no image processor: images are normalised with mean %s and std %s.",
+                       path, processor.image_processor.image_mean,
+                       processor.image_processor.image_std)
+    else:
+        processor.image_processor.image_mean = list(pretrained.image_mean)
+        processor.image_processor.image_std = list(pretrained.image_std)
+    return backbone
+
+
+@torch.no_grad()
+def grid_cells(backbone, image_size: int) -> int:
+    """h·w of the backbone's last feature map for square `image_size` images: the visual tokens M² reads."""
+    backbone.eval()
+    channels = backbone.config.num_channels if hasattr(backbone.config, "num_channels") else 3
+    feature_map = backbone(torch.zeros(1, channels, image_size, image_size)).feature_maps[-1]
+    return feature_map.shape[-2] * feature_map.shape[-1]
+
+
+def freeze(module: torch.nn.Module) -> None:
+    """No gradients, and evaluation mode for good: `Trainer` switches the model to training mode at every step,
+    which would let BatchNorm layers overwrite the pretrained statistics with those of the user's batches."""
+    module.requires_grad_(False)
+    module.eval()
+    module.train = lambda mode=True: module
+
+
+def load_captioning_data(data_args: CaptioningDataArguments) -> UserData:
     builtin = {}
     if data_args.dataset_name == "scenes":
         builtin = dict(
@@ -180,7 +232,7 @@ def load_captioning_data(data_args: CaptioningDataArguments) -> datasets.Dataset
             max_objects=data_args.max_objects,
             seed=data_args.data_seed_builtin,
         )
-    return load_caption_dataset(
+    return load_caption_dataset_with_origins(
         data_args.dataset_name, data_args.image_column, data_args.captions_column, **builtin
     )
 
@@ -189,14 +241,35 @@ def image_rows(data: datasets.DatasetDict, split: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"split": [split] * len(data[split]), "image_index": list(range(len(data[split])))})
 
 
+PAPER_SCHEDULE_SETS = ("learning_rate", "lr_scheduler_type")
+
+
+def refuse_flags_the_paper_schedule_sets(training_args: CaptioningTrainingArguments, given: set[str]) -> None:
+    """The paper schedule sets the learning rate and scheduler itself: a given one would be overridden silently."""
+    clashing = [name for name in PAPER_SCHEDULE_SETS if name in given]
+    if training_args.paper_schedule and not training_args.scst and clashing:
+        flags = " and ".join(f"--{name} {getattr(training_args, name)}" for name in clashing)
+        raise ValueError(f"{flags} would be overridden by M²'s paper schedule (--paper_schedule, on by default), which "
+                         "sets the learning rate to (d_model · warmup)^-0.5 with the inverse-sqrt scheduler: add "
+                         "--paper_schedule false to use your own.")
+
+
+def paper_schedule_learning_rate(d_model: int, warmup_steps: int) -> float:
+    """The peak (d_model · warmup)^-0.5 of lr(s) = d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)."""
+    return (d_model * max(1, warmup_steps)) ** -0.5
+
+
 def cross_entropy_trainer(model, processor, data, training_args: CaptioningTrainingArguments) -> Trainer:
+    train_pairs = caption_pairs(data, "train")
     if training_args.paper_schedule:
-        training_args.learning_rate = (model.config.d_model * max(1, training_args.warmup_steps)) ** -0.5
+        warmup = training_args.get_warmup_steps(run_steps(training_args, len(train_pairs)))
+        training_args.learning_rate = paper_schedule_learning_rate(model.config.d_model, warmup)
         training_args.lr_scheduler_type = "inverse_sqrt"
+        logger.info("Paper schedule: %d warm-up steps, peak learning rate %.2e.", warmup, training_args.learning_rate)
     return Trainer(
         model=model,
         args=training_args,
-        train_dataset=caption_pairs(data, "train"),
+        train_dataset=train_pairs,
         eval_dataset=caption_pairs(data, "validation"),
         data_collator=CaptionPairCollator(processor, data),
     )
@@ -239,20 +312,36 @@ class CaptioningRecipe(Recipe):
                    "cross-entropy checkpoint given as --model_name_or_path.")
     argument_classes = {"model": CaptioningModelArguments, "data": CaptioningDataArguments,
                         "training": CaptioningTrainingArguments}
+    help_notes = HELD_OUT_HELP + " results.json records where each split came from (split_origins)."
 
     def load_data(self, args):
-        return load_captioning_data(args.data)
+        refuse_flags_the_paper_schedule_sets(args.training, args.given)
+        data, args.split_origins = load_captioning_data(args.data)
+        return data
 
     def build(self, args, data):
+        if args.model.model_name_or_path and args.model.backbone_name_or_path:
+            raise ValueError("--backbone_name_or_path builds a fresh M² around a pretrained backbone; the M² of "
+                             "--model_name_or_path already has its own: pass one of the two.")
         if args.model.model_name_or_path:
             return (AutoModelForImageTextToText.from_pretrained(args.model.model_name_or_path),
                     AutoProcessor.from_pretrained(args.model.model_name_or_path))
         if args.training.scst:
             raise ValueError("--scst starts from a cross-entropy checkpoint: pass it as --model_name_or_path.")
         processor = build_processor(data["train"], args.model)
-        config = m2_config_for(args.model.model_size, len(processor.tokenizer), args.model.image_size, processor.tokenizer)
+        backbone = load_pretrained_backbone(args.model, processor) if args.model.backbone_name_or_path else None
+        config = m2_config_for(
+            args.model.model_size, len(processor.tokenizer), args.model.image_size, processor.tokenizer,
+            **({} if backbone is None else dict(backbone_config=backbone.config,
+                                                grid_cells=grid_cells(backbone, args.model.image_size))),
+        )
         processor.image_processor.max_regions = config.max_regions
-        return M2ForConditionalGeneration(config), processor
+        model = M2ForConditionalGeneration(config)
+        if backbone is not None:
+            model.model.encoder.backbone.load_state_dict(backbone.state_dict())
+            if args.model.freeze_backbone:
+                freeze(model.model.encoder.backbone)
+        return model, processor
 
     def test_split(self, args, data) -> datasets.Dataset:
         test = data["test"]
@@ -295,6 +384,9 @@ class CaptioningRecipe(Recipe):
             "stage": "self-critical" if args.training.scst else "cross-entropy",
             "dataset": args.data.dataset_name,
             "test_images": len(test),
+            "split_origins": args.split_origins,
+            "distinct_captions": len(set(predictions)),
+            "distinct_references": len({c for refs in references for c in refs}),
             "examples": [{"generated": p, "references": r} for p, r in zip(predictions[:12], references[:12])],
         }
 

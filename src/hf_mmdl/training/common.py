@@ -1,6 +1,7 @@
 """Pieces every training script of the package shares: checkpoint resolution, the CPU-FSDP guard, the step-driven
 schedule callback, the weight moving average."""
 
+import logging
 from pathlib import Path
 
 import torch
@@ -10,14 +11,23 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..modeling.schedules import StepScheduled
 
+logger = logging.getLogger(__name__)
+
 
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint last` (or `true`) resumes from the newest checkpoint in output_dir."""
+    """`--resume_from_checkpoint last` (or `true`) resumes from the newest checkpoint in output_dir; with none there
+    yet (a first run, or one killed before its first save) the run starts fresh and says so, as transformers'
+    example scripts do, so one command both starts and resumes a run. A named checkpoint folder must exist
+    (FileNotFoundError otherwise)."""
     resume = training_args.resume_from_checkpoint
     if resume and resume.lower() in ("last", "true"):
-        resume = get_last_checkpoint(training_args.output_dir)
+        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
         if resume is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {training_args.output_dir}.")
+            logger.warning("--resume_from_checkpoint %s: no checkpoint-* folder in %s yet, so training starts from "
+                           "the beginning.", training_args.resume_from_checkpoint, training_args.output_dir)
+    elif resume and not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder; pass a checkpoint-* "
+                                "folder, or 'last' for the newest one in --output_dir.")
     return resume
 
 

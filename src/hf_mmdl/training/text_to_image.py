@@ -245,7 +245,7 @@ class TextToImageRecipe(Recipe):
         train = datasets.concatenate_datasets(list(data.values()))
         train = train.select(range(min(len(train), options.num_train_images)))
         return datasets.DatasetDict({"train": train.map(lambda row: {"caption": row["captions"][0]},
-                                                        remove_columns=["captions"])})
+                                                        remove_columns=["captions"], keep_in_memory=True)})
 
     def build(self, args, data):
         options = args.options
