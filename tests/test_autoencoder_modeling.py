@@ -12,7 +12,7 @@ from transformers import AutoProcessor
 
 from hf_mmdl import DiscreteVAEConfig, DiscreteVAEImageProcessor, DiscreteVAEModel, ImageVAEConfig, ImageVAEModel
 from hf_mmdl.modeling import convert_autoencoder_kl, map_pixels, unmap_pixels
-from hf_mmdl.modeling.modeling_dvae import kl_to_uniform_prior, logit_laplace_nll
+from hf_mmdl.modeling.modeling_dvae import gumbel_softmax, kl_to_uniform_prior, logit_laplace_nll
 
 TINY_VAE = dict(
     block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
@@ -187,6 +187,12 @@ def test_dvae_relaxation_is_soft_and_sharpens_as_temperature_falls(images):
         assert model.encoder.blocks.input.weight.grad.abs().sum() > 0  # gradients reach the encoder through the soft codes
         model.zero_grad()
     assert peaks[1] > peaks[0]
+    # The relaxation itself divides by τ: the same logits and noise give softmax((logits + g) / τ).
+    logits = torch.randn(2, 8, 3, 3, generator=torch.Generator().manual_seed(0))
+    for temperature in (0.1, 1.0, 10.0):
+        noise = gumbel_softmax(torch.zeros_like(logits), 1.0, torch.Generator().manual_seed(1)).log()
+        torch.testing.assert_close(gumbel_softmax(logits, temperature, torch.Generator().manual_seed(1)),
+                                   F.softmax((logits + noise) / temperature, dim=1), rtol=1e-4, atol=1e-5)
 
 
 def test_auto_processor_resolves_the_image_processor(tmp_path):

@@ -63,13 +63,20 @@ def test_beam_search_returns_the_best_scoring_beam_first(region_model, regions):
 
 def test_padded_regions_do_not_change_outputs_with_the_correct_mask(region_model, regions):
     labels = torch.tensor([[5, 6, 7, 3]])
+    # The padding holds non-zero values, so that only the mask (not a zero test on the features) can hide it.
+    padded_inputs = {k: v[1:].clone() for k, v in regions.items()}
+    padded_inputs["region_features"][:, 6:] = torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        padded = region_model(**{k: v[1:] for k, v in regions.items()}, labels=labels)
+        padded = region_model(**padded_inputs, labels=labels)
         unpadded = region_model(region_features=regions["region_features"][1:, :6], labels=labels)
+        unmasked = region_model(region_features=padded_inputs["region_features"], labels=labels)
+    # Masked keys drop out of the softmax exactly, so only the summation order of 6 vs 10 keys differs
+    # (REORDERED_FLOAT32 in tests/model_contract.py).
     torch.testing.assert_close(padded.logits, unpadded.logits, atol=1e-5, rtol=1e-5)
+    assert (unmasked.logits - unpadded.logits).abs().max() > 1e-3  # the padding would matter without the mask
     assert torch.equal(
         region_model.generate(region_features=regions["region_features"][1:, :6]),
-        region_model.generate(**{k: v[1:] for k, v in regions.items()}),
+        region_model.generate(**padded_inputs),
     )
 
 
