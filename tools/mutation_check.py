@@ -79,7 +79,7 @@ MUTATIONS = [
         ("tests/test_m2_contract.py::TestM2RegionContract::test_lora_trains_only_the_declared_adapters_which_change_the_output_and_reload",),
     ),
     Mutation(
-        "m2: beam search keeps the last beam instead of the best", "src/hf_mmdl/modeling/modeling_m2.py",
+        "m2: generate's default decoding falls back from beam search to greedy", "src/hf_mmdl/modeling/modeling_m2.py",
         "self.generation_config.length_penalty = 0.0", "self.generation_config.length_penalty = 0.0\n        self.generation_config.num_beams = 1",
         ("tests/test_m2_modeling.py::test_beam_search_returns_the_best_scoring_beam_first",),
     ),
@@ -157,11 +157,12 @@ def run(mutation: Mutation, base: Path, timeout: float) -> tuple[str, float, str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", default="", help="only mutations whose name contains this text")
+    parser.add_argument("--exclude", default=None, help="skip mutations whose name contains this text")
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per mutation's tests (default 600)")
     parser.add_argument("-v", action="store_true", help="print the tail of pytest's output for each mutation")
     args = parser.parse_args()
-    selected = [m for m in MUTATIONS if args.k in m.name]
+    selected = [m for m in MUTATIONS if args.k in m.name and not (args.exclude and args.exclude in m.name)]
     if args.list:
         for mutation in selected:
             print(f"{mutation.name}\n    {mutation.path}\n    " + "\n    ".join(mutation.tests))
