@@ -51,7 +51,9 @@ class TestM2RegionContract(ModelContract, BadInputs):
         generator = torch.Generator().manual_seed(0)
         features = torch.randn(batch_size, 10, 16, generator=generator)
         mask = torch.ones(batch_size, 10, dtype=torch.long)
-        features[-1, 6:], mask[-1, 6:] = 0, 0  # the last image has 6 regions, zero-padded to 10
+        # The last image has 6 regions, padded to 10 with non-zero values: only the mask (not a test of the features
+        # for zero, which the processor's zero padding would also pass) keeps them out.
+        mask[-1, 6:] = 0
         labels = self.processor(text_target=CAPTIONS[:batch_size])["labels"]
         return {"region_features": features, "region_attention_mask": mask, "labels": labels}
 

@@ -59,6 +59,10 @@ def test_beam_search_returns_the_best_scoring_beam_first(region_model, regions):
     torch.testing.assert_close(out.sequences_scores, rescored, atol=1e-4, rtol=1e-4)
     assert int(rescored.argmax()) == 0
     assert torch.equal(region_model.generate(**single, max_new_tokens=12)[0], out.sequences[0])
+    # generate's default is the paper's beam search (size 5, no length penalty), not greedy decoding, which on so
+    # small a model often finds the same caption: only beam search scores whole sequences.
+    default = region_model.generate(**single, max_new_tokens=12, output_scores=True, return_dict_in_generate=True)
+    assert getattr(default, "sequences_scores", None) is not None and default.beam_indices.shape[0] == 1
 
 
 def test_padded_regions_do_not_change_outputs_with_the_correct_mask(region_model, regions):

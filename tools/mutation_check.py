@@ -101,6 +101,12 @@ MUTATIONS = [
         ("tests/test_glide_convert.py::test_every_original_tensor_is_mapped_once_and_outputs_match",),
     ),
     Mutation(
+        "benchmark: the guided-step ratio is reported inverted", "benchmarks/glide.py",
+        '"ratio": per_step["pipeline_ancestral"] / per_step["denoise"],',
+        '"ratio": per_step["denoise"] / per_step["pipeline_ancestral"],',
+        ("tests/test_glide_benchmark.py::test_quick_benchmark_reports_all_three_comparisons_on_a_saved_pipeline",),
+    ),
+    Mutation(
         "m2 scst: the self-critical stage trains with learning rate 0", "src/hf_mmdl/training/captioning.py",
         "learning_rate=training_args.scst_learning_rate,", "learning_rate=0.0,",
         ("tests/test_m2_scst.py::test_scst_raises_test_cider_of_the_cross_entropy_checkpoint",),
