@@ -199,6 +199,11 @@ class ModelContract:
 
         losses = self.train_steps(model, [p for p in model.parameters() if p.requires_grad], 1e-2, 5)
         assert losses[-1] < losses[0], losses
+        # Every adapter must train, not just enough of them to lower the loss: lora_B starts at zero and gets a
+        # gradient only if its module's output is used, so a forward that bypasses a wrapped module (F.linear on its
+        # weight, say) leaves that module's adapter at exactly zero.
+        idle = [name for name, p in model.named_parameters() if ".lora_B." in name and not p.detach().abs().max() > 0]
+        assert not idle, f"adapters that training never reached (their module's output is unused): {idle}"
         base_state = {name.replace(".base_layer", ""): t for name, t in model.get_base_model().state_dict().items()
                       if ".lora_" not in name}
         assert base_state.keys() == frozen.keys()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from hf_mmdl.data.scenes import COLOURS
@@ -46,15 +47,24 @@ def test_quick_benchmark_reports_all_three_comparisons_on_a_saved_pipeline(tmp_p
     step = results["guided_step"]
     assert step["unet_batch"] == 4 and step["steps"] == 3 and step["goal"] == 1.05
     assert step["ratio"] > 0 and step["ratio_fast_scheduler"] > 0
+    # Each ratio is the quotient of the times reported beside it (an inverted or stale ratio fails), and the verdict
+    # printed is the one that ratio gives.
+    seconds = step["seconds_per_step"]
+    assert step["ratio"] == pytest.approx(seconds["pipeline_ancestral"] / seconds["denoise"])
+    assert step["ratio_fast_scheduler"] == pytest.approx(seconds["pipeline_fast"] / seconds["denoise"])
+    assert ("goal ≤ 1.05: met" if step["ratio"] <= 1.05 else "goal ≤ 1.05: NOT met") in out
 
     sampling = results["fast_vs_ancestral"]
     assert {name: row["steps"] for name, row in sampling["samplers"].items()} == {"ancestral": "10", "fast": "4"}
     for row in sampling["samplers"].values():
         assert 0 <= row["colour_accuracy"] <= 1 and 0 <= row["position_accuracy"] <= 1 and row["seconds"] > 0
     assert sampling["ratio_time"] > 0 and sampling["guidance_scale"] == 3.0
+    rows = sampling["samplers"]
+    assert sampling["ratio_time"] == pytest.approx(rows["fast"]["seconds"] / rows["ancestral"]["seconds"])
 
     unet = results["denoise_vs_unet"]
     assert unet["ratio"] > 0 and unet["max_abs_diff"] == 0 and unet["max_abs_output"] > 0
+    assert unet["ratio"] == pytest.approx(unet["seconds_per_call"]["denoise"] / unet["seconds_per_call"]["bare_unet"])
 
     for heading in ("1. Guided sampling step", "2. Fast deterministic vs ancestral sampling",
                     "3. GlideModel.denoise vs bare diffusers UNet2DConditionModel"):

@@ -140,6 +140,8 @@ def test_every_original_tensor_is_mapped_once_and_outputs_match(overrides):
     with torch.no_grad():
         expected, got = model.denoise(**inputs(model.config)), fresh.denoise(**inputs(model.config))
     assert expected.abs().max() > 1e-3
+    # The same weights through the same ops and shapes in one process (one thread split): identical up to the
+    # memory alignment of the new tensors, so 1e-6 (on outputs of order 1e-1) is a margin, not a measured rounding.
     assert (expected - got).abs().max() < 1e-6
 
 

@@ -63,6 +63,25 @@ def test_sampling_is_reproducible_and_the_prompt_matters(pipe):
     assert out.images.shape == (2, 16, 16, 3) and 0 <= out.images.min() <= out.images.max() <= 1
 
 
+def test_guidance_scale_zero_samples_the_empty_caption(pipe):
+    # s = 0 is the unconditional pass alone, which must read the empty caption (or the negative prompt), not the
+    # prompt: a pipeline whose second half of the doubled batch reused the prompt would sample the prompt here.
+    # DPM-Solver reads ε alone; the ancestral sampler would also read the learned variance, which guidance takes from
+    # the conditional pass (GLIDE's code does the same).
+    pipe.scheduler = glide_fast_scheduler(pipe.glide)
+
+    def sample(prompt, scale, **kwargs):
+        return pipe(prompt, guidance_scale=scale, num_inference_steps=3, output_type="pt",
+                    generator=torch.Generator().manual_seed(0), **kwargs).images
+
+    # The doubled batch runs the same weights on other rows, which may sum in another order (REORDERED_FLOAT32);
+    # 3 steps of the ancestral sampler grow that to ~1e-6, while another caption moves pixels by ~1e-1.
+    torch.testing.assert_close(sample("a red circle", 0.0), sample("", 1.0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sample("a red circle", 0.0, negative_prompt="a blue square"),
+                               sample("a blue square", 1.0), rtol=1e-4, atol=1e-4)
+    assert (sample("a red circle", 1.0) - sample("", 1.0)).abs().max() > 1e-2
+
+
 def test_the_fast_sampler_is_deterministic_and_runs_the_respaced_steps(pipe):
     pipe.scheduler = glide_fast_scheduler(pipe.glide)
     seen = []
@@ -233,6 +252,32 @@ def test_each_inpainting_step_predicts_the_known_pixels_exactly(prediction_type)
     torch.testing.assert_close(x0[..., 8:], pipe.glide.diffusion.predicted_x0(output[:, :3], sample, t[None])[..., 8:], atol=1e-4, rtol=0)
     torch.testing.assert_close(pasted[:, 3:], output[:, 3:])
     assert pipe.scheduler.config.prediction_type == prediction_type
+
+
+def test_every_inpainting_step_samples_from_the_pasted_prediction():
+    # GLIDE's inpainting sampler replaces x₀ by the known pixels at every step, so the unknown region is denoised in
+    # the context of the given image; the final composite alone would hide a sampler that never (or only at the last
+    # step) pastes, so each step's prediction is checked as the scheduler receives it.
+    from hf_mmdl.pipelines import GlideInpaintPipeline
+
+    pipe = variant_pipeline(GlideInpaintPipeline, inpaint=True)
+    image = PIL.Image.fromarray((np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8))
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[:, 8:] = 255  # repaint the right half
+    known_image = pipe.processor(images=image)["pixel_values"].float()
+    seen, step = [], pipe.scheduler.step
+
+    def spy(output, t, sample, **kwargs):
+        x0 = pipe.glide.diffusion.predicted_x0(output[:, :3], sample, t.reshape(1).expand(len(sample)))
+        seen.append((x0[..., :8] - known_image[..., :8]).abs().max().item())
+        return step(output, t, sample, **kwargs)
+
+    pipe.scheduler.step = spy
+    pipe("a red circle", image=image, mask_image=PIL.Image.fromarray(mask), guidance_scale=1.0, num_inference_steps=4,
+         generator=torch.Generator().manual_seed(0))
+    # x₀ = (x_t − σε)/α recomputed from the rewritten ε multiplies float32 rounding by σ/α, which is largest at the
+    # first step (t = T): measured 2.2e-3 there and ≤ 3e-7 after; an unpasted prediction is off by ~1 (pixels in [-1, 1]).
+    assert len(seen) == 4 and max(seen) < 2e-2, seen
 
 
 @pytest.mark.parametrize("make_scheduler", [glide_scheduler, glide_fast_scheduler])

@@ -61,6 +61,49 @@ def test_every_original_tensor_is_mapped_exactly_once_with_its_shape():
     assert converted["model.decoder.layers.0.gates.1.weight"] is original["decoder.layers.0.fc_alpha2.weight"]
 
 
+# Where each kind of original tensor goes, written out by hand from the two codebases (not from the converter's own
+# patterns), one layer each; `{i}` runs over the layers, `{p}` over weight and bias.
+REFERENCE_NAMES = {
+    "encoder.fc.{p}": "model.encoder.input_proj.{p}",
+    "encoder.layer_norm.{p}": "model.encoder.input_norm.{p}",
+    "encoder.layers.{i}.mhatt.attention.fc_q.{p}": "model.encoder.layers.{i}.self_attn.q_proj.{p}",
+    "encoder.layers.{i}.mhatt.attention.fc_k.{p}": "model.encoder.layers.{i}.self_attn.k_proj.{p}",
+    "encoder.layers.{i}.mhatt.attention.fc_v.{p}": "model.encoder.layers.{i}.self_attn.v_proj.{p}",
+    "encoder.layers.{i}.mhatt.attention.fc_o.{p}": "model.encoder.layers.{i}.self_attn.o_proj.{p}",
+    "encoder.layers.{i}.mhatt.layer_norm.{p}": "model.encoder.layers.{i}.attn_residual.layer_norm.{p}",
+    "encoder.layers.{i}.pwff.fc1.{p}": "model.encoder.layers.{i}.feed_forward.fc1.{p}",
+    "encoder.layers.{i}.pwff.fc2.{p}": "model.encoder.layers.{i}.feed_forward.fc2.{p}",
+    "decoder.layers.{i}.self_att.attention.fc_q.{p}": "model.decoder.layers.{i}.self_attn.q_proj.{p}",
+    "decoder.layers.{i}.self_att.attention.fc_k.{p}": "model.decoder.layers.{i}.self_attn.k_proj.{p}",
+    "decoder.layers.{i}.self_att.attention.fc_v.{p}": "model.decoder.layers.{i}.self_attn.v_proj.{p}",
+    "decoder.layers.{i}.self_att.attention.fc_o.{p}": "model.decoder.layers.{i}.self_attn.o_proj.{p}",
+    "decoder.layers.{i}.enc_att.attention.fc_q.{p}": "model.decoder.layers.{i}.cross_attn.q_proj.{p}",
+    "decoder.layers.{i}.enc_att.attention.fc_k.{p}": "model.decoder.layers.{i}.cross_attn.k_proj.{p}",
+    "decoder.layers.{i}.enc_att.attention.fc_v.{p}": "model.decoder.layers.{i}.cross_attn.v_proj.{p}",
+    "decoder.layers.{i}.enc_att.attention.fc_o.{p}": "model.decoder.layers.{i}.cross_attn.o_proj.{p}",
+    "decoder.layers.{i}.fc_alpha1.{p}": "model.decoder.layers.{i}.gates.0.{p}",
+    "decoder.layers.{i}.fc_alpha2.{p}": "model.decoder.layers.{i}.gates.1.{p}",
+    "decoder.layers.{i}.fc_alpha3.{p}": "model.decoder.layers.{i}.gates.2.{p}",
+}
+
+
+def test_each_original_tensor_lands_under_the_reference_name_with_its_values():
+    # Names and shapes alone cannot tell q from k (both d × d): the values must arrive where the reference says.
+    original = original_state_dict()
+    converted = convert_original_state_dict(original)
+    checked = 0
+    for source, target in REFERENCE_NAMES.items():
+        for i in range(3):
+            for p in ("weight", "bias"):
+                torch.testing.assert_close(converted[target.format(i=i, p=p)], original[source.format(i=i, p=p)],
+                                           rtol=0, atol=0, msg=lambda m, t=target: f"{t}: {m}")
+                checked += 1
+    assert checked == 20 * 3 * 2
+    torch.testing.assert_close(converted["model.encoder.layers.1.self_attn.memory_keys"],
+                               original["encoder.layers.1.mhatt.attention.m_k"], rtol=0, atol=0)
+    torch.testing.assert_close(converted["lm_head.weight"], original["decoder.fc.weight"], rtol=0, atol=0)
+
+
 def test_unknown_tensors_are_refused():
     with pytest.raises(KeyError, match="Unknown tensor"):
         convert_original_state_dict(original_state_dict() | {"visual_backbone.weight": torch.zeros(1)})

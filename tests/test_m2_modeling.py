@@ -59,17 +59,28 @@ def test_beam_search_returns_the_best_scoring_beam_first(region_model, regions):
     torch.testing.assert_close(out.sequences_scores, rescored, atol=1e-4, rtol=1e-4)
     assert int(rescored.argmax()) == 0
     assert torch.equal(region_model.generate(**single, max_new_tokens=12)[0], out.sequences[0])
+    # generate's default is the paper's beam search (size 5, no length penalty), not greedy decoding, which on so
+    # small a model often finds the same caption: only beam search scores whole sequences.
+    default = region_model.generate(**single, max_new_tokens=12, output_scores=True, return_dict_in_generate=True)
+    assert getattr(default, "sequences_scores", None) is not None and default.beam_indices.shape[0] == 1
 
 
 def test_padded_regions_do_not_change_outputs_with_the_correct_mask(region_model, regions):
     labels = torch.tensor([[5, 6, 7, 3]])
+    # The padding holds non-zero values, so that only the mask (not a zero test on the features) can hide it.
+    padded_inputs = {k: v[1:].clone() for k, v in regions.items()}
+    padded_inputs["region_features"][:, 6:] = torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        padded = region_model(**{k: v[1:] for k, v in regions.items()}, labels=labels)
+        padded = region_model(**padded_inputs, labels=labels)
         unpadded = region_model(region_features=regions["region_features"][1:, :6], labels=labels)
+        unmasked = region_model(region_features=padded_inputs["region_features"], labels=labels)
+    # Masked keys drop out of the softmax exactly, so only the summation order of 6 vs 10 keys differs
+    # (REORDERED_FLOAT32 in tests/model_contract.py).
     torch.testing.assert_close(padded.logits, unpadded.logits, atol=1e-5, rtol=1e-5)
+    assert (unmasked.logits - unpadded.logits).abs().max() > 1e-3  # the padding would matter without the mask
     assert torch.equal(
         region_model.generate(region_features=regions["region_features"][1:, :6]),
-        region_model.generate(**{k: v[1:] for k, v in regions.items()}),
+        region_model.generate(**padded_inputs),
     )
 
 

@@ -1,0 +1,190 @@
+"""Check that the tests catch realistic bugs: apply each mutation (one find/replace in one source file) to a scratch
+copy of the repository, run only the tests meant to catch it, and report "caught" or "SURVIVED".
+
+    python tools/mutation_check.py            # every mutation
+    python tools/mutation_check.py -k gumbel  # those whose name contains "gumbel"
+    python tools/mutation_check.py --list
+
+The real tree is never modified: each mutation gets a fresh copy of `src/`, `tests/` and the files the tests read,
+imported through `PYTHONPATH=<copy>/src`. Exits 1 if any mutation survives (or if a find string no longer occurs, so
+that a refactoring cannot silently turn a mutation into a no-op).
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # relative to the repository root
+    find: str  # must occur exactly once
+    replace: str
+    tests: tuple[str, ...]  # pytest node ids or `file::-k expression` selections meant to catch it
+
+
+PIPE = "src/hf_mmdl/pipelines/pipeline_glide.py"
+M2 = "src/hf_mmdl/modeling/modeling_m2.py"
+
+MUTATIONS = [
+    Mutation(
+        "glide: inpainting never pastes the known pixels during sampling (only the final composite)", PIPE,
+        'if "inpaint_mask" in conditions:', "if False:",
+        ("tests/test_glide_pipeline.py::test_every_inpainting_step_samples_from_the_pasted_prediction",),
+    ),
+    Mutation(
+        "glide: inpainting pastes the known pixels only at the last step", PIPE,
+        'if "inpaint_mask" in conditions:', 'if "inpaint_mask" in conditions and t == self.scheduler.timesteps[-1]:',
+        ("tests/test_glide_pipeline.py::test_every_inpainting_step_samples_from_the_pasted_prediction",),
+    ),
+    Mutation(
+        "glide: the unconditional guidance pass reuses the prompt", PIPE,
+        "text=prompts + negatives if guided", "text=prompts + prompts if guided",
+        ("tests/test_glide_pipeline.py::test_guidance_scale_zero_samples_the_empty_caption",),
+    ),
+    Mutation(
+        "glide: classifier-free guidance pushes away from the prompt (sign flipped)", PIPE,
+        "guidance_scale * (conditional[:, :3] - unconditional[:, :3])",
+        "guidance_scale * (unconditional[:, :3] - conditional[:, :3])",
+        ("tests/test_glide_pipeline.py::test_guidance_scale_one_is_the_conditional_pass_and_zero_the_unconditional",),
+    ),
+    Mutation(
+        "dvae: gumbel-softmax ignores the temperature τ", "src/hf_mmdl/modeling/modeling_dvae.py",
+        "/ temperature, dim=1)", "/ 1.0, dim=1)",
+        ("tests/test_autoencoder_modeling.py::test_dvae_relaxation_is_soft_and_sharpens_as_temperature_falls",),
+    ),
+    Mutation(
+        "vae: the KL term is dropped from the loss", "src/hf_mmdl/modeling/modeling_vae.py",
+        "loss = ((nll + kl_weight * kl) / dims).mean()", "loss = (nll / dims).mean()",
+        ("tests/test_autoencoder_modeling.py::test_vae_outputs_reconstructions_latents_and_the_negative_elbo",),
+    ),
+    Mutation(
+        "m2: region_attention_mask ignored (zero-feature test instead)", M2,
+        "visible = region_attention_mask.bool()", "visible = (features != 0).any(dim=-1)",
+        ("tests/test_m2_modeling.py::test_padded_regions_do_not_change_outputs_with_the_correct_mask",),
+    ),
+    Mutation(
+        "m2: the meshed gates bypass their modules (LoRA adapters on them do nothing)", M2,
+        "torch.sigmoid(gate(torch.cat([queries, cross[:, i]], dim=-1)))",
+        "torch.sigmoid(F.linear(torch.cat([queries, cross[:, i]], dim=-1), gate.weight, gate.bias))",
+        ("tests/test_m2_contract.py::TestM2RegionContract::test_lora_trains_only_the_declared_adapters_which_change_the_output_and_reload",),
+    ),
+    Mutation(
+        "m2: generate's default decoding falls back from beam search to greedy", "src/hf_mmdl/modeling/modeling_m2.py",
+        "self.generation_config.length_penalty = 0.0", "self.generation_config.length_penalty = 0.0\n        self.generation_config.num_beams = 1",
+        ("tests/test_m2_modeling.py::test_beam_search_returns_the_best_scoring_beam_first",),
+    ),
+    Mutation(
+        "m2 converter: query and key projections swapped (same shape)", "src/hf_mmdl/convert/m2_original.py",
+        "return re.sub(pattern, replacement, key)",
+        'return re.sub(pattern, replacement, key).replace(".q_proj.", ".T.").replace(".k_proj.", ".q_proj.").replace(".T.", ".k_proj.")',
+        ("tests/test_m2_convert.py::test_each_original_tensor_lands_under_the_reference_name_with_its_values",),
+    ),
+    Mutation(
+        "dvae converter: two same-shaped convolutions of each block swapped", "src/hf_mmdl/convert/dvae_original.py",
+        "renamed[f\"{prefix}{match[1]}.",
+        "renamed[f\"{prefix}{match[1].replace('conv_2', 'conv_X').replace('conv_3', 'conv_2').replace('conv_X', 'conv_3')}.",
+        ("tests/test_dvae_convert.py::test_every_original_tensor_is_mapped_once_and_gives_the_original_outputs",),
+    ),
+    Mutation(
+        "glide converter: UNet attention queries and keys swapped", "src/hf_mmdl/convert/glide_original.py",
+        '[f"{dst}.to_{x}.{p}" for x in "qkv"]', '[f"{dst}.to_{x}.{p}" for x in "kqv"]',
+        ("tests/test_glide_convert.py::test_every_original_tensor_is_mapped_once_and_outputs_match",),
+    ),
+    Mutation(
+        "benchmark: the guided-step ratio is reported inverted", "benchmarks/glide.py",
+        '"ratio": per_step["pipeline_ancestral"] / per_step["denoise"],',
+        '"ratio": per_step["denoise"] / per_step["pipeline_ancestral"],',
+        ("tests/test_glide_benchmark.py::test_quick_benchmark_reports_all_three_comparisons_on_a_saved_pipeline",),
+    ),
+    Mutation(
+        "m2 scst: the self-critical stage trains with learning rate 0", "src/hf_mmdl/training/captioning.py",
+        "learning_rate=training_args.scst_learning_rate,", "learning_rate=0.0,",
+        ("tests/test_m2_scst.py::test_scst_raises_test_cider_of_the_cross_entropy_checkpoint",),
+    ),
+    Mutation(
+        "m2 scst: the baseline is not subtracted (plain REINFORCE on CIDEr)", "src/hf_mmdl/training/scst.py",
+        "advantage = rewards - rewards.mean(dim=1, keepdim=True)", "advantage = rewards",
+        ("tests/test_m2_scst.py::test_self_critical_loss_pushes_up_beams_above_the_image_mean_reward",),
+    ),
+]
+
+
+def scratch_copy(destination: Path) -> None:
+    """The tracked and untracked-but-not-ignored files of the repository (the working tree as a commit would see it,
+    uncommitted edits included), without caches or build output."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        source = ROOT / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def run(mutation: Mutation, base: Path, timeout: float) -> tuple[str, float, str]:
+    """(verdict, seconds, last output lines) for one mutation, in its own copy of `base`."""
+    with tempfile.TemporaryDirectory(prefix="mutant-") as scratch:
+        copy = Path(scratch) / "repo"
+        shutil.copytree(base, copy)
+        target = copy / mutation.path
+        text = target.read_text()
+        if text.count(mutation.find) != 1:
+            return "STALE (find string occurs %d times)" % text.count(mutation.find), 0.0, ""
+        target.write_text(text.replace(mutation.find, mutation.replace))
+        env = dict(os.environ, PYTHONPATH=str(copy / "src"), PYTHONDONTWRITEBYTECODE="1")
+        started = time.time()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+                cwd=copy, env=env, capture_output=True, text=True, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return "SURVIVED (timed out)", time.time() - started, ""
+        seconds = time.time() - started
+        tail = "\n".join(result.stdout.strip().splitlines()[-3:])
+        if result.returncode == 1:  # pytest: tests ran and some failed
+            return "caught", seconds, tail
+        if result.returncode == 0:
+            return "SURVIVED", seconds, tail
+        return f"ERROR (pytest exit {result.returncode})", seconds, tail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", default="", help="only mutations whose name contains this text")
+    parser.add_argument("--exclude", default=None, help="skip mutations whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per mutation's tests (default 600)")
+    parser.add_argument("-v", action="store_true", help="print the tail of pytest's output for each mutation")
+    args = parser.parse_args()
+    selected = [m for m in MUTATIONS if args.k in m.name and not (args.exclude and args.exclude in m.name)]
+    if args.list:
+        for mutation in selected:
+            print(f"{mutation.name}\n    {mutation.path}\n    " + "\n    ".join(mutation.tests))
+        return 0
+    survivors = 0
+    with tempfile.TemporaryDirectory(prefix="mutation-base-") as base:
+        scratch_copy(Path(base))
+        for mutation in selected:
+            verdict, seconds, tail = run(mutation, Path(base), args.timeout)
+            survivors += verdict != "caught"
+            print(f"{verdict:8s} {seconds:6.1f}s  {mutation.name}", flush=True)
+            if args.v or verdict != "caught":
+                print("          " + tail.replace("\n", "\n          "), flush=True)
+    print(f"{len(selected) - survivors}/{len(selected)} mutations caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
