@@ -4,9 +4,6 @@ An architecture's contract tester mixes `BadInputs` in and names its inputs: whi
 (`visual_key`) and which the token ids (`text_key`, None for image-only models). Each test then feeds the model what
 users really pass by mistake and asks for a clear `ValueError`/`TypeError` that names the input (never a NaN result,
 a shape error from deep inside a layer, or random weights), and for nothing half-written.
-
-Behaviours that other branches are fixing are listed per tester in `known_bad_input_failures` ({test name: reason});
-`conftest.py` marks those tests `xfail(strict=True)`, so each mark must be removed once the fix is merged.
 """
 
 import pytest
@@ -16,16 +13,11 @@ from transformers import BertConfig, BertModel
 # Words that an error about an input must contain, at least one of them, besides the input's name.
 NON_FINITE = r"(?i)(nan|inf|finite)"
 
-# Reasons for `known_bad_input_failures`: the branches fixing them.
-VALUES = "fixed in branch in-values (non-finite and out-of-range inputs refused at the entry points)"
-ERRORS = "fixed in branch in-errors (clear errors for dtype, shapes, text, checkpoints, model_type, save target)"
 
 
 class BadInputs:
     visual_key: str = "pixel_values"
     text_key: str | None = None
-    # {test name: why it is expected to fail on this branch}; see the module docstring.
-    known_bad_input_failures: dict[str, str] = {}
 
     def refuses(self, model, error=(ValueError, TypeError), match=None, **overrides):
         """`model(**(inputs | overrides))` raises `error` whose message names what was wrong."""

@@ -100,12 +100,3 @@ def trained_captioner(tmp_path_factory):
     )
     return folder, results
 
-
-def pytest_collection_modifyitems(items):
-    """Mark the bad-input battery's tests (tests/bad_inputs.py) that a tester lists in `known_bad_input_failures` as
-    strict xfails: they pass once the branch fixing them is merged, and the strict mark then says to drop the entry."""
-    for item in items:
-        reasons = getattr(item.cls, "known_bad_input_failures", None) or {}
-        reason = reasons.get(item.originalname) or reasons.get(item.name)
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -19,6 +19,16 @@ _NOT_FINITE = ("{name} contains NaN or infinite values; pass finite numbers (che
                "produced them).")
 
 
+def check_float_tensor(values, name: str, ndim: int | None = None) -> None:
+    """Raise a TypeError naming `name` unless `values` is a floating-point tensor (integer pixels 0-255 or features
+    cast to float would mean other values), and a ValueError if it has another rank than `ndim`."""
+    if not isinstance(values, torch.Tensor) or not values.is_floating_point():
+        found = values.dtype if isinstance(values, torch.Tensor) else type(values).__name__
+        raise TypeError(f"{name} must be a float tensor (the processor's output), got {found}.")
+    if ndim is not None and values.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor with the batch first, got shape {tuple(values.shape)}.")
+
+
 def check_values(values: torch.Tensor, name: str, value_range: tuple[float, float] | None = None, hint: str = "") -> None:
     """Raise a ValueError naming `name` if the tensor `values` holds NaN or ±inf, or (with `value_range` =
     (low, high)) values outside [low, high] by more than `RANGE_TOLERANCE`; `hint` says what to pass instead.

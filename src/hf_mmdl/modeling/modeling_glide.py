@@ -21,7 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 
 from .configuration_glide import GlideConfig, GlideTextConfig
-from .inputs import check_values, to_model_dtype
+from .inputs import check_float_tensor, check_values, to_model_dtype
 from .layers import MultiHeadAttention
 from .loading import CheckedSaveLoadMixin
 
@@ -398,8 +398,9 @@ class GlideModel(GlidePreTrainedModel):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"pixel_values must have shape (batch, 3, H, W), got {tuple(pixel_values.shape)}.")
         if input_ids.shape[0] != pixel_values.shape[0]:
-            raise ValueError(f"Got {pixel_values.shape[0]} images but {input_ids.shape[0]} captions.")
+            raise ValueError(f"Got {pixel_values.shape[0]} images but {input_ids.shape[0]} captions (batch mismatch): pass one per example.")
         scale = "scale [0, 1] images by x * 2 − 1 (the processor's `images` / `low_res_images` do this)."
+        check_float_tensor(pixel_values, "pixel_values")
         check_values(pixel_values, "pixel_values", (-1.0, 1.0), scale)
         if low_res is not None:
             check_values(low_res, "low_res", (-1.0, 1.0), scale)

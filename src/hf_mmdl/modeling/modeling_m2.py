@@ -20,7 +20,7 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_m2 import M2Config
-from .inputs import check_values, to_model_dtype
+from .inputs import check_float_tensor, check_values, to_model_dtype
 from .layers import MultiHeadAttention, PostNormFeedForward, PostNormResidual, sinusoid_position_table
 from .loading import CheckedSaveLoadMixin
 
@@ -164,8 +164,15 @@ class M2Encoder(nn.Module):
             )
         # The encoder is where forward and generate both read the visual input: NaN here would otherwise come out
         # as a fluent caption.
-        check_values(pixel_values if pixel_values is not None else region_features,
-                     "pixel_values" if pixel_values is not None else "region_features")
+        if pixel_values is not None:
+            check_float_tensor(pixel_values, "pixel_values", ndim=4)
+            check_values(pixel_values, "pixel_values")
+        else:
+            check_float_tensor(region_features, "region_features", ndim=3)
+            check_values(region_features, "region_features")
+            if region_attention_mask is not None and region_attention_mask.shape != region_features.shape[:2]:
+                raise ValueError(f"Batch mismatch: region_attention_mask has shape {tuple(region_attention_mask.shape)} "
+                                 f"but region_features {tuple(region_features.shape)}; pass one mask row per image.")
         dtype = self.input_proj.weight.dtype
         pixel_values, region_features = to_model_dtype(pixel_values, dtype), to_model_dtype(region_features, dtype)
         if pixel_values is not None:
@@ -427,6 +434,9 @@ class M2Model(M2PreTrainedModel):
         cache = cache if cache is not None else past_key_values
         if decoder_input_ids is None:
             raise ValueError("decoder_input_ids are required (or pass `labels` to M2ForConditionalGeneration).")
+        if decoder_input_ids.shape[-1] == 0:
+            raise ValueError("decoder_input_ids (or labels) hold no tokens: pass at least one token per caption "
+                             "(the processor's `text_target` gives labels ending in <eos>).")
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 pixel_values=pixel_values,
@@ -575,6 +585,9 @@ class M2ForConditionalGeneration(M2PreTrainedModel, GenerationMixin):
             Caption token ids ending in <eos>, -100 where padded (as `M2Processor(text_target=...)` returns). The
             decoder input is <bos> + labels[:-1]; the loss is the mean negative log-likelihood of the real tokens.
         """
+        if labels is not None and labels.shape[-1] == 0:
+            raise ValueError("labels hold no tokens: pass at least one token per caption (the processor's "
+                             "`text_target` gives labels ending in <eos>).")
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
             use_cache = False
