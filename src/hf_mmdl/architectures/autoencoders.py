@@ -120,7 +120,7 @@ IMAGE_VAE = Architecture(
     recipe="hf_mmdl.training.autoencoder:IMAGE_VAE_RECIPE",
     command_aliases={"autoencoder": "hf_mmdl.training.autoencoder:main"},
     quickstart=Quickstart(
-        minutes=3,
+        minutes=2,
         settings=dict(QUICK_RUN, model_type="vae", dataset_name="mnist"),
         full_settings=dict(FULL_RUN, model_type="vae", dataset_name="mnist"),
         figures=("reconstructions.png", "samples.png", "interpolations.png"),
@@ -153,8 +153,8 @@ DVAE = Architecture(
         ),
     ),),
     quickstart=Quickstart(
-        minutes=3,
-        settings=dict(QUICK_RUN, model_type="dvae", dataset_name="twemoji"),
+        minutes=2,
+        settings=dict(QUICK_RUN, model_type="dvae", dataset_name="twemoji", max_steps=600),
         full_settings=dict(FULL_RUN, model_type="dvae", dataset_name="twemoji"),
         figures=("reconstructions.png", "soft_vs_hard.png"),
         summary="DALL-E dVAE on Twemoji images: held-out MSE/PSNR of the argmax-token reconstruction against the mean "

@@ -92,10 +92,10 @@ INPAINTING_CARD = dataclasses.replace(
 )
 
 FULL_RUN = dict(logging_steps=100, seed=0)
-# 16 px scenes, 200 steps at a higher learning rate with a shorter weight average, 25-step sampling, a 50-step
+# 16 px scenes, 1,000 steps at a higher learning rate with a shorter weight average, 25-step sampling, a 150-step
 # inpainting fine-tune.
-QUICK_RUN = dict(image_size=16, num_train_images=2000, max_steps=200, warmup_steps=30, learning_rate=2e-3,
-                 ema_decay=0.995, sampling_steps="25", inpaint_steps=50, num_edits=12, logging_steps=50, seed=0)
+QUICK_RUN = dict(image_size=16, num_train_images=2000, max_steps=1000, warmup_steps=50, learning_rate=2e-3,
+                 ema_decay=0.995, sampling_steps="25", inpaint_steps=150, num_edits=12, logging_steps=100, seed=0)
 
 GLIDE = Architecture(
     name="glide",

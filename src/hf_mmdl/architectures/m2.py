@@ -106,7 +106,7 @@ M2 = Architecture(
         ),
     ),),
     quickstart=Quickstart(
-        minutes=3,
+        minutes=2,
         # 32 px images, 300 steps at a fixed peak learning rate (the paper's warm-up peaks too hot for so short a
         # run), 100 test images scored with 3 beams and without METEOR's Java start-up.
         settings=dict(image_size=32, max_steps=300, paper_schedule=False, learning_rate=2e-3, warmup_steps=50,
