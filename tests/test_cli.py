@@ -3,6 +3,7 @@ import sys
 
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from hf_mmdl.architectures import ARCHITECTURES
 from hf_mmdl.cli import main
 
 
@@ -14,7 +15,7 @@ def test_quickstart_trains_evaluates_and_saves_a_loadable_captioner(tmp_path):
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "m2")
     processor = AutoProcessor.from_pretrained(tmp_path / "m2")
     assert model.config.model_type == "m2_transformer"
-    assert processor.image_processor.size["height"] == 64
+    assert processor.image_processor.size["height"] == ARCHITECTURES["m2"].quickstart.settings["image_size"] == 32
 
 
 def test_hf_mmdl_command_lists_its_subcommands():
