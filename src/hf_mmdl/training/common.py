@@ -77,7 +77,10 @@ class EMACallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            torch.save(self.ema.state_dict(), checkpoint / self.FILE_NAME)
+            # Written aside and renamed: a run killed mid-write leaves no truncated ema.pt for a resume to trip on.
+            partial = checkpoint / f"{self.FILE_NAME}.partial"
+            torch.save(self.ema.state_dict(), partial)
+            partial.replace(checkpoint / self.FILE_NAME)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.ema.copy_to(model.parameters())
