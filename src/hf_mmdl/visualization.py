@@ -1,6 +1,7 @@
 """Figures saved as PNG: results people would rather see than read. Images are shown as the models see them
 (transparency on white: `processing.image_processing.to_rgb`)."""
 
+import colorsys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
+import torch
 
 from .processing.image_processing import to_rgb
 
@@ -131,6 +133,60 @@ def line_chart(
             cx, cy = to_pixel(*p)
             draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
         draw.text((width - right - 200, top + 16 * i), name, fill=colour, font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chart.save(path)
+    return path
+
+
+MODALITY_MARKERS = ("circle", "square", "triangle", "diamond")
+
+
+def _marker(draw: PIL.ImageDraw.ImageDraw, kind: str, x: float, y: float, r: float, colour) -> None:
+    if kind == "circle":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline="black")
+    elif kind == "square":
+        draw.rectangle((x - r, y - r, x + r, y + r), fill=colour, outline="black")
+    elif kind == "triangle":
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=colour, outline="black")
+    else:
+        draw.polygon([(x, y - r), (x - r, y), (x, y + r), (x + r, y)], fill=colour, outline="black")
+
+
+def embedding_scatter(embeddings: dict, labels: Sequence[int], path: str | Path, title: str,
+                      concept_names: Sequence[str] | None = None, size: tuple[int, int] = (720, 560)) -> Path:
+    """Save a 2-D PCA projection of several groups of embeddings (e.g. one per modality: {"text": (N, D), ...},
+    row i of each group being concept `labels[i]`) as PNG: colour = concept, marker = group. One PCA is fitted to
+    all groups together, so distances between groups are comparable."""
+    groups = list(embeddings)
+    stacked = torch.cat([embeddings[g].float() for g in groups])
+    centred = stacked - stacked.mean(0)
+    _, _, basis = torch.linalg.svd(centred, full_matrices=False)
+    points = (centred @ basis[:2].T).tolist()
+    width, height = size
+    margin, legend = 40, 150
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    span_x, span_y = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    chart = PIL.Image.new("RGB", size, "white")
+    draw = PIL.ImageDraw.Draw(chart)
+    font = load_font(12)
+    draw.text((margin, 10), title, fill="black", font=load_font(14))
+    num_concepts = max(labels) + 1 if len(labels) else 1
+    palette = [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / num_concepts, 0.75, 0.9)) for i in range(num_concepts)]
+    per_group = len(labels)
+    for index, (x, y) in enumerate(points):
+        group, row = divmod(index, per_group)
+        px = margin + (x - x0) / span_x * (width - 2 * margin - legend)
+        py = height - margin - (y - y0) / span_y * (height - 2 * margin - 20)
+        _marker(draw, MODALITY_MARKERS[group % len(MODALITY_MARKERS)], px, py, 4, palette[labels[row]])
+    for i, group in enumerate(groups):
+        y = 40 + 18 * i
+        _marker(draw, MODALITY_MARKERS[i % len(MODALITY_MARKERS)], width - legend + 8, y + 7, 5, (160, 160, 160))
+        draw.text((width - legend + 20, y), group, fill="black", font=font)
+    if concept_names:
+        for i, name in enumerate(concept_names[: (height - 120) // 14]):
+            draw.text((width - legend + 8, 40 + 18 * len(groups) + 8 + 14 * i), name, fill=palette[i], font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chart.save(path)

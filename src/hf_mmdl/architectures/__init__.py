@@ -2,11 +2,13 @@
 runs them. A new architecture adds its own files and one entry here."""
 
 from .autoencoders import DVAE, IMAGE_VAE
+from .data2vec_multimodal import DATA2VEC_MULTIMODAL
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, resolve
 from .glide import GLIDE
 from .m2 import M2
 
-ARCHITECTURES: dict[str, Architecture] = {architecture.name: architecture for architecture in (M2, IMAGE_VAE, DVAE, GLIDE)}
+ARCHITECTURES: dict[str, Architecture] = {architecture.name: architecture for architecture in (
+    M2, IMAGE_VAE, DVAE, GLIDE, DATA2VEC_MULTIMODAL)}
 
 
 def architecture_of(model_type: str) -> Architecture:

@@ -1,16 +1,31 @@
 """Model configurations and PyTorch models, one configuration and one modeling file per architecture."""
 
+from .configuration_data2vec_multimodal import Data2VecMultimodalConfig
 from .configuration_dvae import DiscreteVAEConfig
 from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_vae import ImageVAEConfig
 from .inputs import map_pixels, unmap_pixels
+from .modeling_data2vec_multimodal import (
+    Data2VecMultimodalForAudioClassification, Data2VecMultimodalForImageClassification, Data2VecMultimodalForPreTraining,
+    Data2VecMultimodalForPreTrainingOutput, Data2VecMultimodalForSequenceClassification, Data2VecMultimodalModel,
+    Data2VecMultimodalModelOutput, Data2VecMultimodalPreTrainedModel,
+)
 from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 
 __all__ = [
+    "Data2VecMultimodalConfig",
+    "Data2VecMultimodalForAudioClassification",
+    "Data2VecMultimodalForImageClassification",
+    "Data2VecMultimodalForPreTraining",
+    "Data2VecMultimodalForPreTrainingOutput",
+    "Data2VecMultimodalForSequenceClassification",
+    "Data2VecMultimodalModel",
+    "Data2VecMultimodalModelOutput",
+    "Data2VecMultimodalPreTrainedModel",
     "DiscreteVAEConfig",
     "DiscreteVAEModel",
     "DiscreteVAEOutput",
