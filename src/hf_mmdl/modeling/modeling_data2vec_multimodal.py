@@ -263,19 +263,28 @@ class Data2VecMultimodalAudioEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
+    # transformers' frame arithmetic, which reads only `self.config`.
+    _get_feat_extract_output_lengths = Data2VecAudioPreTrainedModel._get_feat_extract_output_lengths
+    _get_feature_vector_attention_mask = Data2VecAudioPreTrainedModel._get_feature_vector_attention_mask
+
     def num_frames(self, num_samples: torch.Tensor | int):
-        """Frames the convolutions make of `num_samples` samples (transformers' formula)."""
-        return Data2VecAudioPreTrainedModel._get_feat_extract_output_lengths(self, num_samples, add_adapter=False)
+        """Frames the convolutions make of `num_samples` samples."""
+        return self._get_feat_extract_output_lengths(num_samples, add_adapter=False)
 
     def frame_mask(self, audio_attention_mask: torch.Tensor | None, num_frames: int, batch_size: int, device):
+        """(batch, frames) bool, True at frames that cover real samples."""
         if audio_attention_mask is None:
             return torch.ones(batch_size, num_frames, dtype=torch.bool, device=device)
-        return Data2VecAudioPreTrainedModel._get_feature_vector_attention_mask(
-            self, num_frames, audio_attention_mask.long(), add_adapter=False)
+        return self._get_feature_vector_attention_mask(num_frames, audio_attention_mask.long(), add_adapter=False)
+
+    def extract(self, input_values: torch.Tensor) -> torch.Tensor:
+        """The convolutions' (batch, frames, conv_dim[-1]) features of (batch, samples) waveforms."""
+        return self.feature_extractor(input_values).transpose(1, 2)
 
     def forward(self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None,
-                mask_time_indices: torch.BoolTensor | None = None) -> Embedded:
-        features = self.feature_extractor(input_values).transpose(1, 2)
+                mask_time_indices: torch.BoolTensor | None = None, features: torch.Tensor | None = None) -> Embedded:
+        """`features`: `extract(input_values)` when already computed (the teacher and the student share them)."""
+        features = self.extract(input_values) if features is None else features
         mask = self.frame_mask(audio_attention_mask, features.shape[1], features.shape[0], features.device)
         hidden, _ = self.feature_projection(features)
         if mask_time_indices is not None:
@@ -527,13 +536,14 @@ class Data2VecMultimodalModel(Data2VecMultimodalPreTrainedModel):
         return to_model_dtype(value, self.dtype)
 
     def embed(self, modality: str, inputs: torch.Tensor, mask: torch.Tensor | None = None,
-              masked_steps: torch.BoolTensor | None = None) -> Embedded:
-        """The modality's input encoder; `masked_steps` puts its mask embedding at those steps (student input)."""
+              masked_steps: torch.BoolTensor | None = None, audio_features: torch.Tensor | None = None) -> Embedded:
+        """The modality's input encoder; `masked_steps` puts its mask embedding at those steps (student input);
+        `audio_features` are the waveform convolutions' output when already computed."""
         if modality == "text":
             return self.text_encoder(inputs, mask)
         if modality == "image":
             return self.image_encoder(inputs, bool_masked_pos=masked_steps)
-        return self.audio_encoder(inputs, mask, mask_time_indices=masked_steps)
+        return self.audio_encoder(inputs, mask, mask_time_indices=masked_steps, features=audio_features)
 
     def encode(self, modality: str, embedded: Embedded):
         """The shared blocks over one modality: (hidden states, FFN outputs) per block."""
@@ -715,22 +725,22 @@ class Data2VecMultimodalForPreTraining(Data2VecMultimodalPreTrainedModel):
         return value, spans, spans
 
     @torch.no_grad()
-    def teacher_targets(self, modality: str, value, mask) -> tuple[torch.Tensor, torch.BoolTensor]:
+    def teacher_targets(self, modality: str, value, mask, audio_features=None) -> tuple[torch.Tensor, torch.BoolTensor]:
         """y for every step of the unmasked input, and the steps' mask; the input encoders are the student's (shared,
         data2vec §3.1), run without dropout and without gradients."""
         model = self.data2vec_multimodal
         encoder = {"text": model.text_encoder, "image": model.image_encoder, "audio": model.audio_encoder}[modality]
         with evaluation_mode(encoder):
-            embedded = model.embed(modality, value, mask)
+            embedded = model.embed(modality, value, mask, audio_features=audio_features)
         _, ffn_outputs = run_layers(self.teacher_layers, embedded, model.expert(modality))
         return teacher_target(ffn_outputs, modality, self.config.top_k_layers[modality]), embedded.mask
 
-    def student_hidden(self, modality: str, student_input, mask, masked_positions) -> Embedded:
+    def student_hidden(self, modality: str, student_input, mask, masked_positions, audio_features=None) -> Embedded:
         """The student's output over all steps (B, T, H), after the final LayerNorm, with the steps' mask."""
         model = self.data2vec_multimodal
         if modality == "image" and self.image_decoder is not None:
             return self.sparse_image_student(student_input, masked_positions)
-        embedded = model.embed(modality, student_input, mask, masked_positions)
+        embedded = model.embed(modality, student_input, mask, masked_positions, audio_features)
         states, _ = model.encode(modality, embedded)
         return Embedded(model.final_norm[modality](states[-1]), embedded.mask)
 
@@ -783,13 +793,18 @@ class Data2VecMultimodalForPreTraining(Data2VecMultimodalPreTrainedModel):
         copies = c.num_mask_copies
         hidden, pooled_targets, pending = {}, {}, []
         for modality, (value, mask) in given.items():
-            target, steps_mask = self.teacher_targets(modality, value, mask)
+            # The waveform convolutions, the costliest part of the audio encoder, run once for teacher and student.
+            features = model.audio_encoder.extract(value) if modality == "audio" else None
+            target, steps_mask = self.teacher_targets(
+                modality, value, mask, features.detach() if features is not None else None)
             pooled_targets[modality] = masked_mean(target, steps_mask)
             # data2vec 2.0 multi-mask: M masked copies of each row share the one teacher pass above.
             value_m = value.repeat_interleave(copies, 0)
             mask_m = mask.repeat_interleave(copies, 0) if mask is not None else None
             student_input, masked_steps, masked_positions = self.student_masks(modality, value_m, mask_m, generator)
-            hidden[modality] = self.student_hidden(modality, student_input, mask_m, masked_positions)
+            hidden[modality] = self.student_hidden(
+                modality, student_input, mask_m, masked_positions,
+                features.repeat_interleave(copies, 0) if features is not None else None)
             pending.append((modality, target.repeat_interleave(copies, 0), masked_steps))
         if len(given) > 1 and c.num_fusion_layers:
             fused = model.fuse(hidden)

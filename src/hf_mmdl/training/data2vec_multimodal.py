@@ -220,7 +220,9 @@ class Data2VecMultimodalRecipe(Recipe):
                    {"image_column": data.image_column, "text_column": data.text_column,
                     "audio_column": data.audio_column, "concept_column": data.concept_column})
         args.ratios = parse_ratios(data.modality_ratios)
-        return load_trimodal_dataset(data.dataset_name, **options)
+        splits = load_trimodal_dataset(data.dataset_name, **options)
+        # Waveforms as numpy arrays: as Python lists of floats, reading and checking them cost more than the model.
+        return splits.with_format("numpy", columns=["audio"], output_all_columns=True)
 
     def build(self, args, data):
         if args.model.model_name_or_path:
