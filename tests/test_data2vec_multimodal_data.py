@@ -17,6 +17,7 @@ from hf_mmdl.data import (
     load_user_trimodal_dataset,
     synthesize_speech,
 )
+from hf_mmdl.data.scenes import BACKGROUND
 from hf_mmdl.data.speech import resample
 from hf_mmdl.data.text_to_image import analyse_scene
 
@@ -51,6 +52,20 @@ def test_captions_images_and_attributes_agree(scenes):
         assert colour in row["text"] and shape in row["text"]
         read = analyse_scene(row["image"])  # the drawn object's colour, read off the pixels
         assert read["colour"] == colour
+    # The drawn shape's bounding box: its centre in the named cell of the 3 x 3 grid (1.5 px slack: a star's points
+    # are not symmetric about its box), its side the named size.
+    cells = {"top left": (0, 0), "top": (1, 0), "top right": (2, 0), "left": (0, 1), "centre": (1, 1), "right": (2, 1),
+             "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2)}
+    sides = []
+    for row in scenes["train"]:
+        pixels = np.asarray(row["image"], dtype=np.int64)
+        ys, xs = np.nonzero(np.abs(pixels - np.array(BACKGROUND)).sum(-1) > 120)
+        column, line = cells[names["position"][row["position"]]]
+        for centre, cell in (((xs.min() + xs.max() + 1) / 2, column), ((ys.min() + ys.max() + 1) / 2, line)):
+            assert cell * 32 / 3 - 1.5 <= centre <= (cell + 1) * 32 / 3 + 1.5, (row["text"], centre)
+        assert names["position"][row["position"]] in row["text"].replace("in the ", "").replace("at the ", "").replace("on the ", "")
+        sides.append((names["size"][row["size"]], xs.max() - xs.min() + 1))
+    assert max(side for size, side in sides if size == "small") < min(side for size, side in sides if size == "large")
     # Several phrasings, with the attributes in different word orders.
     assert len({text.split(" ")[0] for text in scenes["train"]["text"]}) >= 4
     assert len(set(scenes["train"]["position"])) >= 6 and set(scenes["train"]["size"]) == {0, 1}

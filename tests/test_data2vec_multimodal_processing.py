@@ -81,6 +81,9 @@ def test_audio_is_normalised_per_clip_padded_and_masked(processor):
     pcm = np.round(clips[0] / 2 * 32767).astype(np.int16)
     assert np.allclose(validate_audio(pcm, 16_000, 16_000)[0], pcm / 32768.0)
     assert np.allclose(validate_audio([pcm.astype(np.int32) * 65536], 16_000, 16_000)[0], pcm / 32768.0)
+    # datasets' decoded Audio rows: {"array", "sampling_rate"} dicts, their rate checked.
+    rows = [{"array": clip, "sampling_rate": 16_000} for clip in clips]
+    assert torch.equal(processor(audio=rows)["input_values"], values)
     from_pcm = processor(audio=pcm, sampling_rate=16_000)["input_values"][0]
     assert torch.allclose(from_pcm, processor(audio=pcm / 32768.0, sampling_rate=16_000)["input_values"][0], atol=1e-4)
 
@@ -138,6 +141,12 @@ BAD_INPUTS = {
     "Python int list": (dict(audio=[0, 5, -3, 7], sampling_rate=16_000), "int64 integers"),
     "boolean audio": (dict(audio=np.arange(800) % 2 == 0, sampling_rate=16_000), "dtype bool"),
     "batch mixing arrays and number lists": (dict(audio=[_clips(800)[0], [0.1, -0.2, 0.3]], sampling_rate=16_000), "mixes"),
+    "dict clip at another rate": (dict(audio={"array": _clips(800)[0], "sampling_rate": 8000}), "8000 Hz"),
+    "dict clips at two rates": (dict(audio=[{"array": _clips(800)[0], "sampling_rate": r} for r in (16_000, 8000)]),
+                                "different rates"),
+    "dict clip without its rate": (dict(audio={"array": _clips(800)[0]}), "needs 'array' and 'sampling_rate'"),
+    "batch mixing dicts and arrays": (dict(audio=[{"array": _clips(800)[0], "sampling_rate": 16_000}, _clips(800)[0]],
+                                           sampling_rate=16_000), "mixes"),
     "text passed as audio": (dict(audio=["a red circle"], sampling_rate=16_000), "clip 0 is a str"),
     "empty audio list": (dict(audio=[], sampling_rate=16_000), "empty list"),
     "empty caption": (dict(text=["a red circle", ""]), r"`text`\[1\] is empty"),

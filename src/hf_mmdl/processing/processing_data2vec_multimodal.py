@@ -38,7 +38,8 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
       `model_max_length`) are cut with `truncation=True` (keeping `</s>`) and refused otherwise. `padding`,
       `truncation` and `max_length` concern text only.
     - `images` → `pixel_values` (float32, (batch, 3, size, size), in [-1, 1]); the package's image rules apply.
-    - `audio` (a 1-D waveform or a list of them, 16 kHz) → `input_values` (float32, (batch, samples), each clip
+    - `audio` (a 1-D waveform or a list of them at 16 kHz, or `{"array", "sampling_rate"}` dicts as datasets'
+      `Audio` decodes them) → `input_values` (float32, (batch, samples), each clip
       zero-mean/unit-variance over its real samples, zero-padded to the longest, never cut) and `audio_attention_mask`
       (int64; 1 = real sample). Named apart from the text mask so that a text + audio batch carries both. The audio
       rules (`processing.audio_processing`): mono 1-D clips, floats or int16/int32 PCM (scaled by full scale),
