@@ -167,9 +167,16 @@ def test_user_dataset_errors_name_the_missing_column_or_rate(tmp_path):
     folder = tmp_path / "data"
     datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 4, "text": ["a"] * 4,
                                 "sound": [[0.1, -0.1] * 100] * 4}).save_to_disk(folder)
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['audio'\].*audio_column="):
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['audio'\].*--audio_column"):
         load_user_trimodal_dataset(str(folder))
     with pytest.raises(ValueError, match="pass sampling_rate="):
         load_user_trimodal_dataset(str(folder), audio_column="sound")
     with pytest.raises(TypeError):
         load_trimodal_dataset("scenes", audio_column="sound")
+    bad = {"empty": ([[0.1, 0.2]] * 3 + [[]], r"Audio of (train|test) row \d+ has shape \(0,\)"),
+           "unreadable": ([str(tmp_path / "missing.wav")] * 4, r"Audio of train row 0 could not be read")}
+    for form, (audio, message) in bad.items():
+        folder = tmp_path / form
+        datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 4, "text": ["a"] * 4, "audio": audio}).save_to_disk(folder)
+        with pytest.raises(ValueError, match=message):
+            load_user_trimodal_dataset(str(folder), sampling_rate=16_000)
