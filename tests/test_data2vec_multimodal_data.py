@@ -17,6 +17,7 @@ from hf_mmdl.data import (
     load_user_trimodal_dataset,
     synthesize_speech,
 )
+from hf_mmdl.data import trimodal
 from hf_mmdl.data.scenes import BACKGROUND
 from hf_mmdl.data.speech import resample
 from hf_mmdl.data.text_to_image import analyse_scene
@@ -78,6 +79,14 @@ def test_every_concept_is_in_both_splits_and_test_images_are_held_out(scenes):
     assert not any(row["image"].tobytes() in train_pixels for row in scenes["test"])
     with pytest.raises(ValueError, match="at least 30 rows"):
         load_trimodal_scenes(num_train=60, num_test=10)
+
+
+def test_no_test_scene_repeats_a_training_drawing_even_when_the_canvas_is_crowded(monkeypatch):
+    # At 24 px each concept has ~650 drawings; 300 + 300 rows would repeat several without the exclusion.
+    monkeypatch.setattr(trimodal, "synthesize_speech", lambda text, **voice: np.ones(4, np.float32))
+    data = load_trimodal_scenes(num_train=300, num_test=300, image_size=24, seed=0)
+    train_pixels = {row["image"].tobytes() for row in data["train"]}
+    assert not any(row["image"].tobytes() in train_pixels for row in data["test"])
 
 
 def test_scenes_are_deterministic_by_seed(scenes):

@@ -173,6 +173,11 @@ def test_bad_inputs_raise_a_clear_error(processor, case):
         processor(**kwargs)
 
 
+def test_an_unknown_keyword_is_refused_not_ignored(processor):
+    with pytest.raises(TypeError, match="audio_sampling_rate"):
+        processor(audio=_clips(800), audio_sampling_rate=8000)
+
+
 def test_missing_sampling_rate_assumes_16khz_with_a_warning(processor):
     with pytest.warns(UserWarning, match="assuming 16000 Hz"):
         batch = processor(audio=_clips(800))

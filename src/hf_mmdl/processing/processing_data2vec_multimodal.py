@@ -80,7 +80,7 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
 
     def __call__(self, text=None, images=None, audio=None, sampling_rate: int | None = None,
                  return_tensors: str | None = "pt", padding: bool | str = True, truncation: bool = True,
-                 max_length: int | None = None, **kwargs) -> BatchFeature:
+                 max_length: int | None = None) -> BatchFeature:
         data, sizes = {}, {}
         if text is not None:
             data.update(self._encode_text(text, padding, truncation, max_length))
