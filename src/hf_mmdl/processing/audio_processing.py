@@ -8,10 +8,12 @@
 - Integers: int16 and int32 PCM are scaled explicitly by their full scale (2**15, 2**31) to [-1, 1]; other integer
   dtypes (uint8, int8, int64, e.g. a list of Python ints) and booleans are refused: their scale is not known.
 - Empty clips are refused; so are silent ones (all samples equal: zero variance cannot be normalised).
-- `sampling_rate` must equal the processor's. Without one, the processor's rate is assumed with a warning, as
-  transformers' feature extractors do.
-- A batch holds one kind of clip: arrays/tensors, or number lists; mixing them (or mixing numbers with clips) is
-  refused, and so are strings, images and other objects where a clip should be.
+- A clip may also be a `{"array": ..., "sampling_rate": ...}` dict (what `datasets.Audio` decodes to); its rate
+  is checked like the `sampling_rate` argument, which must then agree with it.
+- `sampling_rate` must equal the processor's. Without one (and without dicts), the processor's rate is assumed with
+  a warning, as transformers' feature extractors do.
+- A batch holds one kind of clip: arrays/tensors, number lists or dicts; mixing them (or mixing numbers with clips)
+  is refused, and so are strings, images and other objects where a clip should be.
 
 Each refusal is a `ValueError` naming the clip and saying what to pass.
 """
@@ -31,6 +33,8 @@ def _kind(item) -> str:
         return "list"
     if isinstance(item, numbers.Number):
         return "number"
+    if isinstance(item, dict):
+        return "dict"
     return type(item).__name__
 
 
@@ -70,6 +74,8 @@ def validate_audio(audio, sampling_rate: int | None, expected_rate: int) -> list
     """Check one clip or a list of clips against the rules above; return them as float32 1-D arrays. Raises a
     `ValueError` naming the first clip that breaks a rule, or a `sampling_rate` other than `expected_rate`; warns
     (UserWarning) and assumes `expected_rate` when `sampling_rate` is None."""
+    if isinstance(audio, dict) or (isinstance(audio, (list, tuple)) and audio and all(isinstance(item, dict) for item in audio)):
+        audio, sampling_rate = _unpack_dicts([audio] if isinstance(audio, dict) else audio, sampling_rate)
     if sampling_rate is None:
         warnings.warn(f"No sampling_rate given: assuming {expected_rate} Hz. Pass sampling_rate= to have it checked.",
                       UserWarning, stacklevel=3)
@@ -90,7 +96,7 @@ def validate_audio(audio, sampling_rate: int | None, expected_rate: int) -> list
             raise ValueError("`audio` is an empty list; pass at least one clip.")
         clips = [audio] if set(kinds) == {"number"} else list(audio)
         if set(kinds) != {"number"}:
-            unknown = sorted(set(kinds) - {"array", "list", "number"})
+            unknown = sorted(set(kinds) - {"array", "list", "number", "dict"})
             if unknown:
                 index = next(i for i, kind in enumerate(kinds) if kind in unknown)
                 raise ValueError(f"Audio clip {index} is a {kinds[index]}; pass waveforms (arrays, tensors or lists of "
@@ -101,3 +107,18 @@ def validate_audio(audio, sampling_rate: int | None, expected_rate: int) -> list
     else:
         raise ValueError(f"`audio` is a {type(audio).__name__}; pass a 1-D waveform or a list of them.")
     return [_as_clip(clip, index) for index, clip in enumerate(clips)]
+
+
+def _unpack_dicts(items: list[dict], sampling_rate: int | None) -> tuple[list, int]:
+    """`{"array", "sampling_rate"}` clips → their arrays and their one rate (which `sampling_rate`, if given, must
+    equal)."""
+    for index, item in enumerate(items):
+        if "array" not in item or "sampling_rate" not in item:
+            raise ValueError(f"Audio clip {index} is a dict with keys {sorted(item)}; a dict clip needs 'array' and "
+                             "'sampling_rate' (what datasets' Audio feature decodes to).")
+    rates = sorted({item["sampling_rate"] for item in items})
+    if len(rates) > 1:
+        raise ValueError(f"The audio clips are sampled at different rates {rates}; resample them to one rate first.")
+    if sampling_rate is not None and sampling_rate != rates[0]:
+        raise ValueError(f"sampling_rate={sampling_rate} but the clips' dicts say {rates[0]} Hz; pass one rate.")
+    return [item["array"] for item in items], rates[0]

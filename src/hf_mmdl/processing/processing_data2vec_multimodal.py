@@ -35,10 +35,12 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
     - `text` (a string or list of strings) → `input_ids`, `attention_mask` (int64, (batch, tokens); 1 = real
       token): `<s> caption </s>` with a byte-level BPE, padded with `<pad>` to the longest caption (`padding=True`)
       or to `max_length` (`padding="max_length"`). Captions longer than `max_length` (default: the tokenizer's
-      `model_max_length`) are cut with `truncation=True` and refused otherwise.
+      `model_max_length`) are cut with `truncation=True` (keeping `</s>`) and refused otherwise. `padding`,
+      `truncation` and `max_length` concern text only.
     - `images` → `pixel_values` (float32, (batch, 3, size, size), in [-1, 1]); the package's image rules apply.
-    - `audio` (a 1-D waveform or a list of them, 16 kHz) → `input_values` (float32, (batch, samples), each clip
-      zero-mean/unit-variance over its real samples, zero-padded to the longest) and `audio_attention_mask`
+    - `audio` (a 1-D waveform or a list of them at 16 kHz, or `{"array", "sampling_rate"}` dicts as datasets'
+      `Audio` decodes them) → `input_values` (float32, (batch, samples), each clip
+      zero-mean/unit-variance over its real samples, zero-padded to the longest, never cut) and `audio_attention_mask`
       (int64; 1 = real sample). Named apart from the text mask so that a text + audio batch carries both. The audio
       rules (`processing.audio_processing`): mono 1-D clips, floats or int16/int32 PCM (scaled by full scale),
       no empty, silent, NaN or infinite clips, `sampling_rate` equal to 16 kHz (missing: assumed, with a warning, as
@@ -78,7 +80,7 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
 
     def __call__(self, text=None, images=None, audio=None, sampling_rate: int | None = None,
                  return_tensors: str | None = "pt", padding: bool | str = True, truncation: bool = True,
-                 max_length: int | None = None, **kwargs) -> BatchFeature:
+                 max_length: int | None = None) -> BatchFeature:
         data, sizes = {}, {}
         if text is not None:
             data.update(self._encode_text(text, padding, truncation, max_length))
@@ -88,7 +90,8 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
             sizes["images"] = len(data["pixel_values"])
         if audio is not None:
             clips = validate_audio(audio, sampling_rate, self.sampling_rate)
-            features = self.feature_extractor(clips, sampling_rate=self.sampling_rate, padding=bool(padding) or "longest",
+            # Always to the longest clip: clips are never cut, and ragged clips cannot form one tensor.
+            features = self.feature_extractor(clips, sampling_rate=self.sampling_rate, padding="longest",
                                               return_attention_mask=True, return_tensors="np")
             data["input_values"] = features["input_values"].astype("float32")
             data["audio_attention_mask"] = features["attention_mask"].astype("int64")
