@@ -15,6 +15,7 @@ from .loading import ModelTypeCheckedConfig
 MODALITIES = ("text", "image", "audio")
 BLOCK_SHARING = ("experts", "shared", "separate")
 CROSS_MODAL_LOSSES = ("regression", "contrastive", "both", "none")
+TARGET_NORMS = ("layer", "instance")
 
 
 class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
@@ -49,6 +50,9 @@ class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
         top_k_layers (`dict[str, int]`): K, how many top blocks' FFN outputs are averaged into the teacher target
             (data2vec §3.3: text 10, image 6, audio 8 of 12).
         loss_beta (`dict[str, float]`): β of the smooth-L1 loss (Eq. 2); 0 gives the L2 loss (audio).
+        target_norm (`dict[str, str]`): how each block's FFN output is normalised before the top-K average:
+            `"layer"` (parameter-free LayerNorm over channels: data2vec's text and images) or `"instance"` (instance
+            norm over the steps of a sample, per channel: data2vec's speech, and every modality in data2vec 2.0).
         mask_prob (`dict[str, float]`): text: share of tokens selected for BERT masking (15 %); image: share of
             patches covered by BEiT block masks (60 %); audio: probability p of a span starting at a frame (0.065).
         audio_mask_length (`int`): span length of audio masking (10 frames).
@@ -96,6 +100,7 @@ class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
     mask_token_id: int | None = None
     top_k_layers: dict | None = None
     loss_beta: dict | None = None
+    target_norm: dict | None = None
     mask_prob: dict | None = None
     audio_mask_length: int = 10
     image_min_mask_patches: int = 16
@@ -115,6 +120,7 @@ class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
         self.layer_scale_init_values = dict(self.layer_scale_init_values or {})
         self.top_k_layers = {"text": 10, "image": 6, "audio": 8} | dict(self.top_k_layers or {})
         self.loss_beta = {"text": 4.0, "image": 2.0, "audio": 0.0} | dict(self.loss_beta or {})
+        self.target_norm = {"text": "layer", "image": "layer", "audio": "instance"} | dict(self.target_norm or {})
         self.mask_prob = {"text": 0.15, "image": 0.6, "audio": 0.065} | dict(self.mask_prob or {})
         self._check()
         super().__post_init__(**kwargs)
@@ -128,7 +134,8 @@ class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                              f"({self.num_attention_heads}).")
-        for field in ("pre_norm_modalities", "layer_scale_init_values", "top_k_layers", "loss_beta", "mask_prob"):
+        for field in ("pre_norm_modalities", "layer_scale_init_values", "top_k_layers", "loss_beta", "target_norm",
+                      "mask_prob"):
             unknown = set(getattr(self, field)) - set(MODALITIES)
             if unknown:
                 raise ValueError(f"{field} names unknown modalities {sorted(unknown)}; the modalities are {MODALITIES}.")
@@ -140,6 +147,9 @@ class Data2VecMultimodalConfig(ModelTypeCheckedConfig, PretrainedConfig):
             if not 1 <= k <= self.num_hidden_layers:
                 raise ValueError(f"top_k_layers[{modality!r}] must lie in [1, num_hidden_layers = "
                                  f"{self.num_hidden_layers}], got {k}.")
+        for modality, norm in self.target_norm.items():
+            if norm not in TARGET_NORMS:
+                raise ValueError(f"target_norm[{modality!r}] must be one of {TARGET_NORMS}, got {norm!r}.")
         for modality, p in self.mask_prob.items():
             if not 0 < p < 1:
                 raise ValueError(f"mask_prob[{modality!r}] must lie in (0, 1), got {p}.")
@@ -181,7 +191,8 @@ def data2vec_multimodal_config_for(size: str, vocab_size: int, mask_token_id: in
                                    image_size: int = 32, patch_size: int = 4, **overrides) -> Data2VecMultimodalConfig:
     """A fresh configuration: 'tiny' (tests, < 1 s), 'small' (H 64, 4 blocks: learns the built-in tri-modal data on 2
     CPU cores in minutes, with τ 0.99 → 0.999 over the first half of a ~1k-step run, K = 3 and the L2 loss, because
-    the paper's τ and K assume 10⁵ updates and 12 blocks) or 'base' (data2vec Base). The text positions, vocabulary
+    the paper's τ and K assume 10⁵ updates and 12 blocks; instance-normalised targets for every modality, as data2vec
+    2.0 has them: with LayerNorm targets, text and image targets collapsed to constants within 50 steps here) or 'base' (data2vec Base). The text positions, vocabulary
     and special ids come from the processor's tokenizer; `overrides` set any other field."""
     if size not in DATA2VEC_MULTIMODAL_SIZES:
         raise ValueError(f"model_size must be one of {sorted(DATA2VEC_MULTIMODAL_SIZES)}, got {size!r}.")
@@ -196,7 +207,7 @@ def data2vec_multimodal_config_for(size: str, vocab_size: int, mask_token_id: in
                                        num_conv_pos_embedding_groups=min(16, blocks["hidden_size"] // 4), **audio, **width)
     defaults = {} if size == "base" else dict(
         top_k_layers={m: max(1, blocks["num_hidden_layers"] - 1) for m in MODALITIES},
-        loss_beta={m: 0.0 for m in MODALITIES}, ema_decay_start=0.99, ema_decay_end=0.999, ema_anneal_end_step=500,
+        loss_beta={m: 0.0 for m in MODALITIES}, target_norm={m: "instance" for m in MODALITIES}, ema_decay_start=0.99, ema_decay_end=0.999, ema_anneal_end_step=500,
         projection_dim=blocks["hidden_size"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         image_min_mask_patches=4)
     return Data2VecMultimodalConfig(text_config=text_config, vision_config=vision_config, audio_config=audio_config,

@@ -116,18 +116,18 @@ def span_mask_frames(batch_size: int, num_frames: int, mask_prob: float, mask_le
 
 
 # ---- teacher targets (data2vec §3.3, Eq. 2) --------------------------------------------------------------------------
-def normalise_layer_target(ffn_output: torch.Tensor, modality: str) -> torch.Tensor:
-    """â of one block: instance norm over time per channel for speech, parameter-free LayerNorm over channels for text
-    and images (data2vec §3.3)."""
+def normalise_layer_target(ffn_output: torch.Tensor, norm: str) -> torch.Tensor:
+    """â of one block (data2vec §3.3): `"instance"` norm over the steps of each sample per channel (speech), or a
+    parameter-free `"layer"` norm over the channels of each step (text and images). Computed in float32."""
     ffn_output = ffn_output.float()
-    if modality == "audio":
+    if norm == "instance":
         return F.instance_norm(ffn_output.transpose(1, 2)).transpose(1, 2)
     return F.layer_norm(ffn_output, ffn_output.shape[-1:])
 
 
-def teacher_target(ffn_outputs: list[torch.Tensor], modality: str, top_k: int) -> torch.Tensor:
+def teacher_target(ffn_outputs: list[torch.Tensor], norm: str, top_k: int) -> torch.Tensor:
     """y_t = (1/K) Σ over the top K blocks of the normalised FFN outputs (before the last residual)."""
-    return torch.stack([normalise_layer_target(a, modality) for a in ffn_outputs[-top_k:]]).mean(0)
+    return torch.stack([normalise_layer_target(a, norm) for a in ffn_outputs[-top_k:]]).mean(0)
 
 
 def regression_loss(prediction: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
@@ -733,7 +733,8 @@ class Data2VecMultimodalForPreTraining(Data2VecMultimodalPreTrainedModel):
         with evaluation_mode(encoder):
             embedded = model.embed(modality, value, mask, audio_features=audio_features)
         _, ffn_outputs = run_layers(self.teacher_layers, embedded, model.expert(modality))
-        return teacher_target(ffn_outputs, modality, self.config.top_k_layers[modality]), embedded.mask
+        target = teacher_target(ffn_outputs, self.config.target_norm[modality], self.config.top_k_layers[modality])
+        return target, embedded.mask
 
     def student_hidden(self, modality: str, student_input, mask, masked_positions, audio_features=None) -> Embedded:
         """The student's output over all steps (B, T, H), after the final LayerNorm, with the steps' mask."""
