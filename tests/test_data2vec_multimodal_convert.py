@@ -145,8 +145,8 @@ def test_unmapped_missing_and_mis_shaped_tensors_are_listed(sources):
 def test_each_converted_modality_reproduces_its_source_hidden_states(sources, modality):
     converted = converted_model(**{modality: sources[modality]})
     assert max_hidden_state_diff(sources[modality], converted, modality) <= 1e-4
-    assert not any(owns(m, key) for m in ("text", "image", "audio") if m != modality
-                   for key in data2vec_multimodal_state_dict(converted.config, **{modality: sources[modality].state_dict()}))
+    placed = data2vec_multimodal_state_dict(converted.config, **{modality: sources[modality].state_dict()})
+    assert not any(owns(other, key) for other in ("text", "image", "audio") if other != modality for key in placed)
 
 
 def test_all_three_in_one_model_reproduce_their_sources(sources):
@@ -203,7 +203,8 @@ def test_task_checkpoints_convert_through_their_base_model_prefix(tmp_path):
     torch.manual_seed(1)
     heads = {
         "text": perturbed(Data2VecTextForMaskedLM(text_config()), 4),
-        "vision": perturbed(Data2VecVisionForImageClassification(vision_config(use_mean_pooling=True, num_labels=3)), 5),
+        "vision": perturbed(Data2VecVisionForImageClassification(vision_config(use_mean_pooling=True, num_labels=3)),
+                            5),
         "audio": perturbed(Data2VecAudioForCTC(audio_config(vocab_size=12)), 6),
     }
     for flag, model in heads.items():
@@ -252,6 +253,13 @@ def test_bad_sources_give_clear_errors_and_write_nothing(saved, tmp_path):
                                       use_mean_pooling=True)).save_pretrained(per_layer)
     with pytest.raises(ValueError, match=r"relative position bias per block \(use_relative_position_bias=True"):
         convert_data2vec_checkpoints(out, vision=per_layer)
+    for flag, config, message in [
+        ("audio", audio_config(add_adapter=True), "--audio: .* adapter after its blocks"),
+        ("text", text_config(is_decoder=True), "--text: this is a decoder checkpoint"),
+    ]:
+        config.save_pretrained(tmp_path / flag)  # refused from its configuration, before any weights are read
+        with pytest.raises(ValueError, match=message):
+            convert_data2vec_checkpoints(out, **{flag: tmp_path / flag})
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     out.mkdir()
     (out / "keep.txt").write_text("x")
@@ -278,3 +286,21 @@ def test_a_reloaded_model_rebuilds_the_text_position_buffers(sources, tmp_path):
     assert torch.equal(embeddings.position_ids[0], torch.arange(text_config().max_position_embeddings))
     assert not embeddings.token_type_ids.any()
     assert max_hidden_state_diff(sources["text"], reloaded, "text") <= 1e-4
+
+
+def test_tensors_a_source_layout_lacks_are_filled_as_documented(tmp_path):
+    """A mean-pooling vision model saved without its pooler has no final norm: `final_norm.image` is weight 1, bias
+    0; an audio model without a mask embedding (no masking configured) gets a zero one. Hidden states stay exact."""
+    torch.manual_seed(2)
+    vision = perturbed(Data2VecVisionModel(vision_config(use_mean_pooling=True)), 7)
+    audio = perturbed(Data2VecAudioModel(audio_config(mask_time_prob=0.0)), 8)
+    assert not hasattr(audio, "masked_spec_embed")
+    vision.save_pretrained(tmp_path / "vision")
+    audio.save_pretrained(tmp_path / "audio")
+    model = AutoModel.from_pretrained(convert_data2vec_checkpoints(tmp_path / "out", vision=tmp_path / "vision",
+                                                                   audio=tmp_path / "audio")).eval()
+    assert torch.equal(model.final_norm["image"].weight, torch.ones(32))
+    assert torch.equal(model.final_norm["image"].bias, torch.zeros(32))
+    assert torch.equal(model.audio_encoder.masked_spec_embed, torch.zeros(32))
+    assert max_hidden_state_diff(vision, model, "image") <= 1e-4
+    assert max_hidden_state_diff(audio, model, "audio") <= 1e-4

@@ -13,20 +13,39 @@ transformers' `output_hidden_states=True` ones.
 
 or `hf-mmdl convert data2vec OUTPUT_DIR --text T --vision V --audio A`.
 
-Source → target (block i; `<m>` = text / image / audio):
+Source → target (block i):
 
-| text (`Data2VecTextModel`) | vision (`Data2VecVisionModel`) | audio (`Data2VecAudioModel`) | multimodal |
-|---|---|---|---|
-| `embeddings.*` | `embeddings.*` | `feature_extractor.*`, `feature_projection.*`, `masked_spec_embed`, `encoder.pos_conv_embed.*`, `encoder.layer_norm.*` | `{text,image,audio}_encoder.` + the same name |
-| | `encoder.relative_position_bias.*` | | `image_encoder.relative_position_bias.*` |
-| `encoder.layer.i.attention.self.{query,key,value}` | `encoder.layer.i.attention.attention.{query,key,value}` | `encoder.layers.i.attention.{q,k,v}_proj` | `layers.i.attention.<m>.{query,key,value}` |
-| `encoder.layer.i.attention.output.dense` | `encoder.layer.i.attention.output.dense` | `encoder.layers.i.attention.out_proj` | `layers.i.attention.<m>.out` |
-| `encoder.layer.i.attention.output.LayerNorm` | `encoder.layer.i.layernorm_before` | `encoder.layers.i.layer_norm` | `layers.i.norm1.<m>` |
-| `encoder.layer.i.intermediate.dense` | `encoder.layer.i.intermediate.dense` | `encoder.layers.i.feed_forward.intermediate_dense` | `layers.i.ffn.<m>.fc1` |
-| `encoder.layer.i.output.dense` | `encoder.layer.i.output.dense` | `encoder.layers.i.feed_forward.output_dense` | `layers.i.ffn.<m>.fc2` |
-| `encoder.layer.i.output.LayerNorm` | `encoder.layer.i.layernorm_after` | `encoder.layers.i.final_layer_norm` | `layers.i.norm2.<m>` |
-| | `encoder.layer.i.lambda_1`, `lambda_2` | | `layers.i.layer_scale1.image`, `layer_scale2.image` |
-| | `layernorm` (`use_mean_pooling=False`, the released pre-trained layout) or `pooler.layernorm` (`use_mean_pooling=True`) | | `final_norm.image` |
+    text: Data2VecTextModel                       → multimodal
+      embeddings.*                                → text_encoder.embeddings.*
+      encoder.layer.i.attention.self.{query,key,value} → layers.i.attention.text.{query,key,value}
+      encoder.layer.i.attention.output.dense      → layers.i.attention.text.out
+      encoder.layer.i.attention.output.LayerNorm  → layers.i.norm1.text
+      encoder.layer.i.intermediate.dense          → layers.i.ffn.text.fc1
+      encoder.layer.i.output.dense                → layers.i.ffn.text.fc2
+      encoder.layer.i.output.LayerNorm            → layers.i.norm2.text
+    vision: Data2VecVisionModel
+      embeddings.* (cls_token, mask_token, patch_embeddings.projection, position_embeddings)
+                                                  → image_encoder.embeddings.*
+      encoder.relative_position_bias.relative_position_bias_table
+                                                  → image_encoder.relative_position_bias.relative_position_bias_table
+      encoder.layer.i.layernorm_before            → layers.i.norm1.image
+      encoder.layer.i.attention.attention.{query,key,value} → layers.i.attention.image.{query,key,value}
+      encoder.layer.i.attention.output.dense      → layers.i.attention.image.out
+      encoder.layer.i.layernorm_after             → layers.i.norm2.image
+      encoder.layer.i.intermediate.dense          → layers.i.ffn.image.fc1
+      encoder.layer.i.output.dense                → layers.i.ffn.image.fc2
+      encoder.layer.i.lambda_1, lambda_2          → layers.i.layer_scale1.image, layers.i.layer_scale2.image
+      layernorm (use_mean_pooling=False: the released pre-trained layout), or
+      pooler.layernorm (use_mean_pooling=True)    → final_norm.image
+    audio: Data2VecAudioModel
+      feature_extractor.*, feature_projection.*, masked_spec_embed
+                                                  → audio_encoder.(same name)
+      encoder.pos_conv_embed.*, encoder.layer_norm → audio_encoder.pos_conv_embed.*, audio_encoder.layer_norm
+      encoder.layers.i.attention.{q,k,v,out}_proj → layers.i.attention.audio.{query,key,value,out}
+      encoder.layers.i.layer_norm                 → layers.i.norm1.audio
+      encoder.layers.i.feed_forward.intermediate_dense → layers.i.ffn.audio.fc1
+      encoder.layers.i.feed_forward.output_dense  → layers.i.ffn.audio.fc2
+      encoder.layers.i.final_layer_norm           → layers.i.norm2.audio
 
 Filled without a source tensor: `layers.i.attention.image.key.bias` = 0 (BEiT's key has no bias); `final_norm.image` =
 weight 1, bias 0 for a mean-pooling vision checkpoint without pooler weights; `audio_encoder.masked_spec_embed` = 0
@@ -93,7 +112,7 @@ _BLOCK = {"text": r"encoder\.layer\.(\d+)\.", "image": r"encoder\.layer\.(\d+)\.
 # (source pattern, target template) per modality; `{m}` is the modality, groups are the source's.
 _RULES = {
     "text": [
-        (rf"embeddings\.(.+)", r"text_encoder.embeddings.\1"),
+        (r"embeddings\.(.+)", r"text_encoder.embeddings.\1"),
         (rf"{_BLOCK['text']}attention\.self\.(query|key|value)\.{_WB}", r"layers.\1.attention.text.\2.\3"),
         (rf"{_BLOCK['text']}attention\.output\.dense\.{_WB}", r"layers.\1.attention.text.out.\2"),
         (rf"{_BLOCK['text']}attention\.output\.LayerNorm\.{_WB}", r"layers.\1.norm1.text.\2"),
