@@ -109,7 +109,7 @@ SOURCES = {
 
 _WB = r"(weight|bias)"
 _BLOCK = {"text": r"encoder\.layer\.(\d+)\.", "image": r"encoder\.layer\.(\d+)\.", "audio": r"encoder\.layers\.(\d+)\."}
-# (source pattern, target template) per modality; `{m}` is the modality, groups are the source's.
+# Per modality: (base-model tensor name pattern, multimodal name template over its groups).
 _RULES = {
     "text": [
         (r"embeddings\.(.+)", r"text_encoder.embeddings.\1"),
@@ -171,8 +171,8 @@ def rename_unimodal_key(modality: str, key: str) -> str | None:
     """The multimodal name of one base-model tensor of `modality` ("text", "image" or "audio"), or None if no rule
     maps it (it is then either intentionally dropped or an error)."""
     for pattern, target in _RULES[modality]:
-        if pattern.fullmatch(key):
-            return pattern.sub(target, key)
+        if match := pattern.fullmatch(key):
+            return match.expand(target)
     return None
 
 
@@ -224,7 +224,7 @@ def map_unimodal_state_dict(modality: str, state_dict: dict[str, torch.Tensor]) 
         mapped[target], sources[target] = tensor, key
     if unmapped:
         raise ValueError(f"These {SOURCES[modality].flag} tensors have no place in the multimodal model: "
-                         f"{', '.join(sorted(unmapped))}. Pass a Data2Vec{SOURCES[modality].flag.title()}Model "
+                         f"{', '.join(sorted(unmapped))}. Pass a {SOURCES[modality].model_class.__name__} "
                          "checkpoint (or one of its task models).")
     return UnimodalMapping(mapped, dropped)
 
