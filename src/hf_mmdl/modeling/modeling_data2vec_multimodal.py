@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput, SequenceClassifierOutput
@@ -426,7 +427,11 @@ class Data2VecMultimodalPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, Data2VecVisionEmbeddings):
+        if isinstance(module, Data2VecTextEmbeddings):
+            # Non-persistent buffers: never in a saved file, so `from_pretrained` leaves them to this method.
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            init.zeros_(module.token_type_ids)
+        elif isinstance(module, Data2VecVisionEmbeddings):
             nn.init.trunc_normal_(module.cls_token, std=std)
             if module.mask_token is not None:
                 nn.init.trunc_normal_(module.mask_token, std=std)
