@@ -24,8 +24,8 @@ from hf_mmdl.training.text_to_image import TextToImageArguments, TextToImageTrai
 DECLARED = list(ARCHITECTURES.values())
 
 
-def test_the_registry_holds_the_four_architectures_in_quickstart_order():
-    assert list(ARCHITECTURES) == ["m2", "vae", "dvae", "glide"]
+def test_the_registry_holds_the_architectures_in_quickstart_order():
+    assert list(ARCHITECTURES) == ["m2", "vae", "dvae", "glide", "data2vec_multimodal"]
     model_types = [t for a in DECLARED for t in a.model_types]
     assert len(model_types) == len(set(model_types)) == len(hf_mmdl.MODEL_TYPES)
 
@@ -77,10 +77,11 @@ def test_quickstart_overrides_cap_the_warm_up_at_the_step_count(tmp_path):
 def test_the_command_line_is_derived_from_the_declarations():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert {"quickstart", "train", "convert", "push", "demo", "captioning", "autoencoder", "text-to-image"} <= set(commands)
+    assert {"quickstart", "train", "convert", "push", "demo", "captioning", "autoencoder", "text-to-image",
+            "data2vec"} <= set(commands)
     assert set(commands["train"]._actions[-1].choices) == set(ARCHITECTURES)
     converters = commands["convert"]._subparsers._group_actions[0].choices
-    assert set(converters) == {c.name for a in DECLARED for c in a.converters} == {"m2", "dvae", "glide"}
+    assert set(converters) == {c.name for a in DECLARED for c in a.converters} == {"m2", "dvae", "glide", "data2vec"}
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

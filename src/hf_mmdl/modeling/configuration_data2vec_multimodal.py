@@ -210,5 +210,7 @@ def data2vec_multimodal_config_for(size: str, vocab_size: int, mask_token_id: in
         loss_beta={m: 0.0 for m in MODALITIES}, target_norm={m: "instance" for m in MODALITIES}, ema_decay_start=0.99, ema_decay_end=0.999, ema_anneal_end_step=500,
         projection_dim=blocks["hidden_size"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         image_min_mask_patches=4)
+    # A per-modality override (top_k_layers={"image": 2}) changes that modality's entry of the preset, not the rest.
+    settings = defaults | {k: defaults[k] | v if isinstance(defaults.get(k), dict) else v for k, v in overrides.items()}
     return Data2VecMultimodalConfig(text_config=text_config, vision_config=vision_config, audio_config=audio_config,
-                                    mask_token_id=mask_token_id, **blocks, **(defaults | overrides))
+                                    mask_token_id=mask_token_id, **blocks, **settings)

@@ -12,6 +12,7 @@ six directions against chance and against the same model trained without paired 
 
 import logging
 import random
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..representations import (
     linear_probe_accuracy, nearest_neighbour_accuracy, retrieval_chance, retrieval_recall,
 )
 from ..visualization import embedding_scatter, line_chart
+from .common import resolve_checkpoint
 from .recipe import Recipe, RecipeTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -104,22 +106,25 @@ def parse_ratios(text: str) -> dict[str, float]:
 class ModalityBatchCollator:
     """Draws each batch's kind — one modality by `ratios`, or with probability `paired_fraction` all modalities of
     the same rows — and processes only that part of the rows (data2vec's one-modality batches, fairseq's
-    multimodal task, plus paired batches for the cross-modal term)."""
+    multimodal task, plus paired batches for the cross-modal term).
+
+    The draw is seeded by the batch's captions, so a resumed run (whose Trainer restores the data order) gives every
+    batch the kind it had in the uninterrupted run."""
 
     def __init__(self, processor, ratios: dict[str, float], paired_fraction: float, seed: int):
         if not 0 <= paired_fraction <= 1:
             raise ValueError(f"--paired_fraction must lie in [0, 1], got {paired_fraction}.")
-        self.processor, self.ratios, self.paired_fraction = processor, ratios, paired_fraction
-        self.rng = random.Random(seed)
+        self.processor, self.ratios, self.paired_fraction, self.seed = processor, ratios, paired_fraction, seed
 
-    def kind(self) -> tuple[str, ...]:
-        if self.rng.random() < self.paired_fraction:
+    def kind(self, rows: list[dict]) -> tuple[str, ...]:
+        rng = random.Random(zlib.crc32("\n".join([str(self.seed), *(row["text"] for row in rows)]).encode()))
+        if rng.random() < self.paired_fraction:
             return MODALITIES
         names = list(self.ratios)
-        return (self.rng.choices(names, weights=[self.ratios[n] for n in names])[0],)
+        return (rng.choices(names, weights=[self.ratios[n] for n in names])[0],)
 
     def __call__(self, rows: list[dict]) -> dict:
-        return process_rows(self.processor, rows, self.kind())
+        return process_rows(self.processor, rows, self.kind(rows))
 
 
 def process_rows(processor, rows: list[dict], modalities) -> dict:
@@ -229,8 +234,14 @@ class Data2VecMultimodalRecipe(Recipe):
         if args.model.model_name_or_path:
             path = args.model.model_name_or_path
             return Data2VecMultimodalForPreTraining.from_pretrained(path), AutoProcessor.from_pretrained(path)
-        processor = Data2VecMultimodalProcessor.for_texts(data["train"]["text"], image_size=args.data.image_size,
-                                                          vocab_size=args.model.vocab_size)
+        checkpoint = resolve_checkpoint(args.training)
+        if checkpoint:
+            # BPE training breaks ties between equally frequent merges differently from one process to the next, so
+            # a resumed run reads the tokenizer its checkpoint was trained with instead of training a new one.
+            processor = Data2VecMultimodalProcessor.from_pretrained(checkpoint)
+        else:
+            processor = Data2VecMultimodalProcessor.for_texts(data["train"]["text"], image_size=args.data.image_size,
+                                                              vocab_size=args.model.vocab_size)
         return Data2VecMultimodalForPreTraining(self.config(args, processor)), processor
 
     def config(self, args, processor):
@@ -257,7 +268,7 @@ class Data2VecMultimodalRecipe(Recipe):
         return [TeacherUpdateCallback()]
 
     def trainer(self, args, model, processor, data, checkpoint):
-        return Data2VecTrainer(model=model, args=args.training, train_dataset=data["train"],
+        return Data2VecTrainer(model=model, args=args.training, train_dataset=data["train"], processing_class=processor,
                                data_collator=self.collator(args, processor, data),
                                callbacks=self.callbacks(args, model, processor, data, checkpoint))
 
