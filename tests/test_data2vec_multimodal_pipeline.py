@@ -62,8 +62,9 @@ def processor(pretraining_folder):
     return Data2VecMultimodalProcessor.from_pretrained(pretraining_folder)
 
 
-def scene_image(seed=0) -> PIL.Image.Image:
-    return PIL.Image.fromarray(np.random.default_rng(seed).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8))
+def random_image(seed=0) -> PIL.Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    return PIL.Image.fromarray(pixels)
 
 
 def waveform(seed=0, samples=4000) -> np.ndarray:
@@ -92,9 +93,9 @@ def test_feature_extraction_pipeline_gives_the_encoders_token_states(pretraining
 
 def test_image_feature_extraction_pipeline_pools_as_the_encoder_does(pretraining_folder, encoder, processor):
     extractor = pipeline("image-feature-extraction", model=str(pretraining_folder))
-    pooled = torch.tensor(extractor(scene_image(), pool=True))
+    pooled = torch.tensor(extractor(random_image(), pool=True))
     with torch.no_grad():
-        expected = encoder(**processor(images=[scene_image()])).pooler_output
+        expected = encoder(**processor(images=[random_image()])).pooler_output
     torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -102,11 +103,11 @@ def test_zero_shot_image_pipeline_loads_from_a_folder_with_the_learned_temperatu
                                                                                     processor):
     classifier = pipeline("zero-shot-image-classification", model=str(pretraining_folder))
     assert isinstance(classifier.model, Data2VecMultimodalForZeroShotClassification)
-    result = classifier(scene_image(), candidate_labels=LABELS, hypothesis_template="a {}")
+    result = classifier(random_image(), candidate_labels=LABELS, hypothesis_template="a {}")
     assert [r["label"] for r in result] == sorted(LABELS, key=lambda label: -next(
         r["score"] for r in result if r["label"] == label))
     with torch.no_grad():
-        image = encoder.get_image_features(**processor(images=[scene_image()]))
+        image = encoder.get_image_features(**processor(images=[random_image()]))
     expected = expected_scores(encoder, processor, image, "a {}", TRAINED_TEMPERATURE)
     for r in result:
         assert r["score"] == pytest.approx(expected[r["label"]], abs=1e-5)
@@ -152,7 +153,7 @@ def test_a_bare_model_folder_gives_the_configured_initial_temperature(bare_folde
 
 def test_zero_shot_logits_are_scaled_cosines_per_image_and_per_text(pretraining_folder, processor):
     model = Data2VecMultimodalForZeroShotClassification.from_pretrained(pretraining_folder).eval()
-    images = [scene_image(0), scene_image(1)]
+    images = [random_image(0), random_image(1)]
     inputs = processor(text=LABELS + ["a yellow cross"], images=images * 2)
     with torch.no_grad():
         output = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
@@ -166,7 +167,7 @@ def test_zero_shot_logits_are_scaled_cosines_per_image_and_per_text(pretraining_
 def test_zero_shot_model_refuses_inputs_it_cannot_score(pretraining_folder, processor):
     model = Data2VecMultimodalForZeroShotClassification.from_pretrained(pretraining_folder).eval()
     text = processor(text=LABELS)
-    image = processor(images=[scene_image()])["pixel_values"]
+    image = processor(images=[random_image()])["pixel_values"]
     audio = processor(audio=waveform(), sampling_rate=16000)["input_values"]
     with pytest.raises(ValueError, match=r"pass input_ids and exactly one of the other two, got \['pixel_values'\]"):
         model(pixel_values=image)
@@ -178,4 +179,4 @@ def test_zero_shot_model_refuses_inputs_it_cannot_score(pretraining_folder, proc
 
 def test_the_bare_model_names_the_zero_shot_class_for_captions_with_images(encoder, processor):
     with pytest.raises(ValueError, match="use Data2VecMultimodalForZeroShotClassification"):
-        encoder(**processor(text=LABELS[:1], images=[scene_image()]))
+        encoder(**processor(text=LABELS[:1], images=[random_image()]))

@@ -49,7 +49,8 @@ class TrimodalSearch:
         # Read the config first: a folder of another architecture fails with a clear message before any weights load.
         config = AutoConfig.from_pretrained(model_path)
         if config.model_type != MODEL_TYPE:
-            raise ValueError(f"{model_path} holds a {config.model_type!r} model; this demo shows {MODEL_TYPE!r} models.")
+            raise ValueError(f"{model_path} holds a {config.model_type!r} model; this demo shows {MODEL_TYPE!r} "
+                             "models.")
         # AutoModel gives the bare encoder, also from a pre-training folder (its student's weights).
         self.model = AutoModel.from_pretrained(model_path).eval()
         self.processor = AutoProcessor.from_pretrained(model_path)
@@ -144,7 +145,8 @@ def build_demo(model_path: str):
         with shown_to_user():
             return results(search.embed_audio([mono_waveform(*audio)]))
 
-    with gr.Blocks(title="data2vec-multimodal: one space for text, images and sound", delete_cache=DELETE_CACHE) as demo:
+    title = "data2vec-multimodal: one space for text, images and sound"
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# data2vec-multimodal\nOne encoder for text, images and audio. Type a caption, upload an image, or record "
             f"or upload a sound: its nearest neighbours among the {len(search.captions)} images, captions and spoken "
@@ -159,8 +161,10 @@ def build_demo(model_path: str):
             image = ImageInput(type="pil", image_mode=None, label="image", value=example_scene())
             image_button = gr.Button("Search with the image", variant="primary")
         with gr.Tab("Audio"):
-            audio = gr.Audio(sources=["upload", "microphone"], type="numpy", label="sound (any rate; stereo is mixed to mono)",
-                             value=(SAMPLING_RATE, search.clips[0]))
+            # The example: the gallery's first spoken caption, as the 16-bit PCM Gradio stores sounds in.
+            example = np.round(search.clips[0] * 32767).astype(np.int16)
+            audio = gr.Audio(sources=["upload", "microphone"], type="numpy", value=(SAMPLING_RATE, example),
+                             label="sound (any sampling rate; stereo is mixed to mono)")
             audio_button = gr.Button("Search with the sound", variant="primary")
         with gr.Row():
             sheet = image_output("nearest images (rank, cosine)", "images")
