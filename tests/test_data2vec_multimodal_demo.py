@@ -119,7 +119,10 @@ def test_the_gallery_holds_the_encoders_features_of_the_scenes_test_split(search
         torch.testing.assert_close(search.embeddings[modality][rows], features, atol=1e-5, rtol=1e-4)
 
 
-def test_demo_offers_exactly_its_three_searches(client):
+def test_demo_offers_exactly_its_three_searches(running_demo, client):
+    # The upload components are drawn by Gradio's own components (they only add a check on the server).
+    types = {component["type"] for component in running_demo.config["components"]}
+    assert {"image", "audio"} <= types and not {"imageinput", "audioinput"} & types
     assert set(client.view_api(return_format="dict")["named_endpoints"]) == {
         "/search_text", "/search_image", "/search_audio"}
 
@@ -175,6 +178,10 @@ def test_bad_inputs_reach_the_client_as_clear_errors(client, tmp_path):
         client.predict(handle_file(str(deep)), api_name="/search_image")
     with pytest.raises(AppError, match="Record or upload a sound first"):
         client.predict(None, api_name="/search_audio")
+    for name, content in (("notes.wav", b"a red circle"), ("scene.wav", not_an_image.read_bytes())):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(AppError, match="not audio that can be read"):
+            client.predict(handle_file(str(tmp_path / name)), api_name="/search_audio")
     silent = write_wav(tmp_path / "silent.wav", 16000, np.zeros(16000, np.int16))
     with pytest.raises(AppError, match="is silent"):
         client.predict(handle_file(silent), api_name="/search_audio")

@@ -112,7 +112,7 @@ def build_demo(model_path: str):
     caption, so the page opens with results."""
     import gradio as gr
 
-    from .widgets import ImageInput, image_output, queued
+    from .widgets import AudioInput, ImageInput, image_output, queued
 
     search = TrimodalSearch(model_path)
 
@@ -163,8 +163,8 @@ def build_demo(model_path: str):
         with gr.Tab("Audio"):
             # The example: the gallery's first spoken caption, as the 16-bit PCM Gradio stores sounds in.
             example = np.round(search.clips[0] * 32767).astype(np.int16)
-            audio = gr.Audio(sources=["upload", "microphone"], type="numpy", value=(SAMPLING_RATE, example),
-                             label="sound (any sampling rate; stereo is mixed to mono)")
+            audio = AudioInput(sources=["upload", "microphone"], type="numpy", value=(SAMPLING_RATE, example),
+                               label="sound (any sampling rate; stereo is mixed to mono)")
             audio_button = gr.Button("Search with the sound", variant="primary")
         with gr.Row():
             sheet = image_output("nearest images (rank, cosine)", "images")
