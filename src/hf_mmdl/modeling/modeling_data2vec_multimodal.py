@@ -884,8 +884,12 @@ class Data2VecMultimodalForZeroShotClassification(Data2VecMultimodalPreTrainedMo
     Its weights are named as in [`Data2VecMultimodalForPreTraining`] (`data2vec_multimodal.*`, `contrastive.
     logit_scale`), so a pre-training folder loads with its learned temperature (teacher and regression heads are
     left out); a bare-model folder loads with the configured initial temperature (`contrastive_temperature`).
-    transformers' `pipeline("zero-shot-image-classification")` loads it through
-    `AutoModelForZeroShotImageClassification`; `pipeline("zero-shot-audio-classification")` takes it as `model=`."""
+    transformers' `pipeline("zero-shot-image-classification", model=folder)` loads it through
+    `AutoModelForZeroShotImageClassification`. `pipeline("zero-shot-audio-classification")` (which loads plain
+    `AutoModel`s) takes it as `model=`, with `tokenizer=processor.tokenizer` and
+    `feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(folder, return_attention_mask=False)`: that pipeline
+    passes the captions' and the clip's inputs in one call, where both would be named `attention_mask` (one clip
+    needs no mask)."""
 
     def __init__(self, config: Data2VecMultimodalConfig):
         super().__init__(config)
