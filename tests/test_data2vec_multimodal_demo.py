@@ -16,7 +16,7 @@ from hf_mmdl import Data2VecMultimodalModel, M2Config
 from hf_mmdl.data.speech import resample
 from hf_mmdl.demos import QUEUE_SIZE
 from hf_mmdl.demos.data2vec_multimodal import (
-    EXAMPLE_TEXT, LABEL, NEIGHBOURS, TILE, TrimodalSearch, build_demo, mono_waveform,
+    EXAMPLE_TEXT, GAP, LABEL, NEIGHBOURS, TILE, TrimodalSearch, build_demo, mono_waveform,
 )
 
 from browser import headless_chromium, requires_chromium
@@ -79,9 +79,9 @@ def assert_shows(results, search, query: torch.Tensor):
         (f"“{search.captions[row]}” ({search.voices[row]})", pytest.approx(score, abs=1e-3))
         for row, score in found["audio"]]
     shown = pixels(sheet)
-    assert shown.shape == (SHOWN + LABEL, NEIGHBOURS * (SHOWN + 8) - 8, 3)
+    assert shown.shape == (SHOWN + LABEL, NEIGHBOURS * (SHOWN + GAP) - GAP, 3)
     for i, (row, _) in enumerate(found["image"]):  # each tile is its gallery image, enlarged with hard edges
-        tile = shown[:SHOWN, i * (SHOWN + 8):i * (SHOWN + 8) + SHOWN][::FACTOR, ::FACTOR]
+        tile = shown[:SHOWN, i * (SHOWN + GAP):i * (SHOWN + GAP) + SHOWN][::FACTOR, ::FACTOR]
         np.testing.assert_array_equal(tile, np.asarray(search.images[row].convert("RGB")))
     rate, samples = wavfile.read(nearest_audio)
     expected = search.clips[found["audio"][0][0]]

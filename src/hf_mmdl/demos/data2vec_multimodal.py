@@ -16,13 +16,14 @@ from ..data.speech import SAMPLING_RATE, resample
 from ..data.trimodal import load_trimodal_dataset
 from ..processing.audio_processing import PCM_FULL_SCALE, validate_audio
 from ..visualization import load_font
-from . import DELETE_CACHE, audio_file, image_file, shown_to_user
+from . import DELETE_CACHE, audio_file, image_file, shown_to_user, upscale
 from .m2 import example_scene
 
 MODEL_TYPE = "data2vec_multimodal"
 GALLERY_ROWS = 60  # test rows of the built-in scenes: two per concept, embedded in a few seconds on a CPU
 NEIGHBOURS = 5  # shown per modality, best first
 TILE = 128  # display side of one neighbour image (enlarged by a whole factor)
+GAP = 8  # white pixels between neighbour images
 LABEL = 22  # pixels under each image for its rank and similarity
 SMALLEST_SCENE = 24  # the scenes loader's smallest image side; the processor resizes to the model's side
 BATCH = 16  # gallery rows embedded per forward pass
@@ -93,14 +94,14 @@ class TrimodalSearch:
 
 def neighbour_sheet(images: list[PIL.Image.Image], scores: list[float]) -> PIL.Image.Image:
     """The neighbour images in a row, enlarged with hard pixel edges, each with its rank and cosine underneath."""
-    factor = max(1, TILE // max(images[0].size))
-    width, height = images[0].width * factor, images[0].height * factor
-    sheet = PIL.Image.new("RGB", (len(images) * (width + 8) - 8, height + LABEL), "white")
+    tiles = [upscale(image.convert("RGB"), TILE) for image in images]
+    width, height = tiles[0].size
+    sheet = PIL.Image.new("RGB", (len(tiles) * (width + GAP) - GAP, height + LABEL), "white")
     draw = PIL.ImageDraw.Draw(sheet)
     font = load_font(14)
-    for i, (image, score) in enumerate(zip(images, scores)):
-        left = i * (width + 8)
-        sheet.paste(image.convert("RGB").resize((width, height), PIL.Image.Resampling.NEAREST), (left, 0))
+    for i, (tile, score) in enumerate(zip(tiles, scores)):
+        left = i * (width + GAP)
+        sheet.paste(tile, (left, 0))
         draw.text((left + 2, height + 4), f"{i + 1}. cos {score:.3f}", fill="black", font=font)
     return sheet
 
