@@ -50,15 +50,17 @@ def assert_all_identical_images(paths: list) -> None:
         np.testing.assert_array_equal(pixels(path), first)
 
 
-def space_requirements_match_the_package(space) -> None:
-    """A Space's requirements.txt installs exactly what the package needs to run its demo (hf_mmdl is on no package
-    index: the Space ships the package itself, see its README), and its app uses Gradio's server defaults."""
+def space_requirements_match_the_package(space, extras=("demo",)) -> None:
+    """A Space's requirements.txt installs exactly what the package needs to run its demo, the install requirements
+    and `extras` in order (hf_mmdl is on no package index: the Space ships the package itself, see its README), and
+    its app uses Gradio's server defaults."""
     import ast
 
     setup = ast.parse((space.parents[1] / "setup.py").read_text())
     values = {node.targets[0].id: node.value for node in setup.body
               if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
-    required = ast.literal_eval(values["REQUIRES"]) + ast.literal_eval(values["EXTRAS"])["demo"]
+    extra_requirements = ast.literal_eval(values["EXTRAS"])
+    required = ast.literal_eval(values["REQUIRES"]) + [r for extra in extras for r in extra_requirements[extra]]
     lines = [line.strip() for line in (space / "requirements.txt").read_text().splitlines()]
     assert [line for line in lines if line and not line.startswith("#")] == required
     assert "hf_mmdl" not in " ".join(line for line in lines if not line.startswith("#"))

@@ -3,12 +3,13 @@ ICML 2023) over text, images and audio in one Transformer with modality experts 
 
 from transformers import (
     AutoModelForAudioClassification, AutoModelForImageClassification, AutoModelForPreTraining,
-    AutoModelForSequenceClassification,
+    AutoModelForSequenceClassification, AutoModelForZeroShotImageClassification,
 )
 
 from ..modeling import (
     Data2VecMultimodalConfig, Data2VecMultimodalForAudioClassification, Data2VecMultimodalForImageClassification,
-    Data2VecMultimodalForPreTraining, Data2VecMultimodalForSequenceClassification, Data2VecMultimodalModel,
+    Data2VecMultimodalForPreTraining, Data2VecMultimodalForSequenceClassification,
+    Data2VecMultimodalForZeroShotClassification, Data2VecMultimodalModel,
 )
 from ..modeling.modeling_data2vec_multimodal import DATA2VEC_MULTIMODAL_LORA_TARGET_MODULES
 from ..processing import Data2VecMultimodalImageProcessor, Data2VecMultimodalProcessor
@@ -98,10 +99,12 @@ DATA2VEC_MULTIMODAL = Architecture(
         AutoModelForSequenceClassification: Data2VecMultimodalForSequenceClassification,
         AutoModelForImageClassification: Data2VecMultimodalForImageClassification,
         AutoModelForAudioClassification: Data2VecMultimodalForAudioClassification,
+        AutoModelForZeroShotImageClassification: Data2VecMultimodalForZeroShotClassification,
     }, Data2VecMultimodalImageProcessor, Data2VecMultimodalProcessor,
         lora_target_modules=DATA2VEC_MULTIMODAL_LORA_TARGET_MODULES),),
     card=CARD,
     recipe="hf_mmdl.training.data2vec_multimodal:DATA2VEC_MULTIMODAL_RECIPE",
+    demo="hf_mmdl.demos.data2vec_multimodal:build_demo",
     command_aliases={"data2vec": "hf_mmdl.training.data2vec_multimodal:main"},
     converters=(Converter(
         name="data2vec",

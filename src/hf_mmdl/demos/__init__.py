@@ -1,7 +1,7 @@
 """Gradio demos, one per architecture; each Space folder under `spaces/` launches one of them.
 
 What every demo shares lives here: how errors reach the user, how seeds are read, how input images are opened and
-output images are handed to Gradio, the queue size, and the launch settings."""
+output images and audio are handed to Gradio, the queue size, and the launch settings."""
 
 import uuid
 from contextlib import contextmanager
@@ -60,13 +60,31 @@ def image_file(image: PIL.Image.Image) -> str:
     data for declared Content-Length". A file of its own is complete before its path is returned and is never
     written again; Gradio serves it from where it is (it is already in the cache) and deletes it with the app's
     `delete_cache` setting. PNG keeps every pixel (Gradio's default, WebP, would blur small images)."""
+    path = _own_cache_path("image.png")
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def audio_file(waveform, sampling_rate: int) -> str:
+    """A mono float waveform (samples in [-1, 1]) written as a 16-bit WAV file of its own in Gradio's cache, for
+    output audio components (`gr.Audio(type="filepath")`): Gradio would write returned arrays to content-hashed
+    files, with the same race between identical responses as images (see `image_file`)."""
+    import numpy as np
+    from scipy.io import wavfile
+
+    path = _own_cache_path("audio.wav")
+    pcm = np.round(np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+    wavfile.write(path, int(sampling_rate), pcm)
+    return str(path)
+
+
+def _own_cache_path(name: str) -> Path:
+    """`name` in a new folder of its own under Gradio's cache folder (removed with the app's `delete_cache`)."""
     from gradio.utils import get_upload_folder
 
     folder = Path(get_upload_folder()) / "hf_mmdl" / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    path = folder / "image.png"
-    image.save(path, format="PNG")
-    return str(path)
+    return folder / name
 
 
 def launch(demo, **kwargs):

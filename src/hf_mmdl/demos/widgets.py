@@ -25,6 +25,23 @@ class ImageInput(gr.Image):
         return refusing_unreadable_uploads(super().preprocess, payload)
 
 
+class AudioInput(gr.Audio):
+    """`gr.Audio` for uploads and recordings, refusing a file that is not readable audio with a clear message (Gradio
+    decodes uploads with pydub before the app's function runs; without ffmpeg it reads only WAV, and it answers a
+    file it cannot read with a message about a missing `ffprobe`, or its generic "Error")."""
+
+    is_template = True  # drawn by gr.Audio's own front-end component
+
+    def preprocess(self, payload):
+        from pydub.exceptions import CouldntDecodeError
+
+        try:
+            return super().preprocess(payload)
+        except (CouldntDecodeError, RuntimeError, OSError) as error:
+            raise gr.Error(f"The uploaded file is not audio that can be read ({type(error).__name__}); upload a WAV "
+                           "file (MP3, FLAC, OGG and other formats need ffmpeg on the server).") from error
+
+
 class ImageEditorInput(gr.ImageEditor):
     """`gr.ImageEditor` refusing an uploaded background that is not an image with a clear message."""
 

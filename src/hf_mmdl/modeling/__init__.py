@@ -8,8 +8,9 @@ from .configuration_vae import ImageVAEConfig
 from .inputs import map_pixels, unmap_pixels
 from .modeling_data2vec_multimodal import (
     Data2VecMultimodalForAudioClassification, Data2VecMultimodalForImageClassification, Data2VecMultimodalForPreTraining,
-    Data2VecMultimodalForPreTrainingOutput, Data2VecMultimodalForSequenceClassification, Data2VecMultimodalModel,
-    Data2VecMultimodalModelOutput, Data2VecMultimodalPreTrainedModel,
+    Data2VecMultimodalForPreTrainingOutput, Data2VecMultimodalForSequenceClassification,
+    Data2VecMultimodalForZeroShotClassification, Data2VecMultimodalModel, Data2VecMultimodalModelOutput,
+    Data2VecMultimodalPreTrainedModel, Data2VecMultimodalZeroShotOutput,
 )
 from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
@@ -23,9 +24,11 @@ __all__ = [
     "Data2VecMultimodalForPreTraining",
     "Data2VecMultimodalForPreTrainingOutput",
     "Data2VecMultimodalForSequenceClassification",
+    "Data2VecMultimodalForZeroShotClassification",
     "Data2VecMultimodalModel",
     "Data2VecMultimodalModelOutput",
     "Data2VecMultimodalPreTrainedModel",
+    "Data2VecMultimodalZeroShotOutput",
     "DiscreteVAEConfig",
     "DiscreteVAEModel",
     "DiscreteVAEOutput",

@@ -503,7 +503,9 @@ class Data2VecMultimodalModel(Data2VecMultimodalPreTrainedModel):
         if len(given) != 1:
             raise ValueError(
                 "Pass exactly one modality's inputs (input_ids, pixel_values or input_values), got "
-                f"{given or 'none'}; encode each modality with its own call (the processor returns each one's inputs)."
+                f"{given or 'none'}; encode each modality with its own call (the processor returns each one's inputs). "
+                "To score captions against images or audio in one call (zero-shot classification), use "
+                "Data2VecMultimodalForZeroShotClassification."
             )
         return given[0]
 
@@ -862,6 +864,84 @@ class Data2VecMultimodalForPreTraining(Data2VecMultimodalPreTrainedModel):
         return torch.stack(terms).mean() if terms else None
 
 
+@dataclass
+class Data2VecMultimodalZeroShotOutput(ModelOutput):
+    """
+    Args:
+        logits_per_image (`(images, texts)`) or logits_per_audio (`(clips, texts)`): cosine similarity in the shared
+            space times the learned contrastive scale exp(s) (what transformers' zero-shot pipelines softmax).
+        logits_per_text (`(texts, images or clips)`): the transpose.
+        text_embeds, image_embeds, audio_embeds (`(batch, projection_dim)`): the unit-length features of
+            `get_text_features` / `get_image_features` / `get_audio_features` (None for the absent modality).
+    """
+
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_audio: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+
+
+class Data2VecMultimodalForZeroShotClassification(Data2VecMultimodalPreTrainedModel):
+    """The student encoder as a dual encoder (as CLIP is) for zero-shot classification: candidate captions scored
+    against images or audio clips in the shared space, scaled by the contrastive term's learned temperature.
+
+    Its weights are named as in [`Data2VecMultimodalForPreTraining`] (`data2vec_multimodal.*`, `contrastive.
+    logit_scale`), so a pre-training folder loads with its learned temperature (teacher and regression heads are
+    left out); a bare-model folder loads with the configured initial temperature (`contrastive_temperature`).
+    transformers' `pipeline("zero-shot-image-classification", model=folder)` loads it through
+    `AutoModelForZeroShotImageClassification`. `pipeline("zero-shot-audio-classification")` (which loads plain
+    `AutoModel`s) takes it as `model=`, with `tokenizer=processor.tokenizer` and
+    `feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(folder, return_attention_mask=False)`: that pipeline
+    passes the captions' and the clip's inputs in one call, where both would be named `attention_mask` (one clip
+    needs no mask)."""
+
+    def __init__(self, config: Data2VecMultimodalConfig):
+        super().__init__(config)
+        self.data2vec_multimodal = Data2VecMultimodalModel(config)
+        self.contrastive = ContrastiveLoss(config.contrastive_temperature)
+        self.post_init()
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.FloatTensor | None = None, input_values: torch.FloatTensor | None = None,
+                audio_attention_mask: torch.Tensor | None = None, return_dict: bool | None = None,
+                **kwargs) -> Data2VecMultimodalZeroShotOutput | tuple:
+        r"""Score every caption against every image or every audio clip.
+
+        Args:
+            input_ids (`(texts, tokens)`), attention_mask: the candidate captions, as the processor returns them.
+            pixel_values (`(images, channels, size, size)`) or input_values (`(clips, samples)`, 16 kHz) +
+                audio_attention_mask: what is classified; exactly one of the two.
+        Returns:
+            [`Data2VecMultimodalZeroShotOutput`]: `logits_per_image` or `logits_per_audio` (`(images or clips,
+            texts)`), `logits_per_text` and the three modalities' features.
+        Raises:
+            ValueError: no captions, neither or both of images and audio, or any bad input of the bare model.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if input_ids is None or (pixel_values is None) == (input_values is None):
+            given = [n for n, v in (("input_ids", input_ids), ("pixel_values", pixel_values),
+                                    ("input_values", input_values)) if v is not None]
+            raise ValueError("Zero-shot classification scores captions (input_ids) against images (pixel_values) or "
+                             f"audio (input_values): pass input_ids and exactly one of the other two, got {given or 'none'}.")
+        model = self.data2vec_multimodal
+        text_embeds = model.get_text_features(input_ids, attention_mask)
+        image_embeds = model.get_image_features(pixel_values) if pixel_values is not None else None
+        audio_embeds = (model.get_audio_features(input_values, audio_attention_mask)
+                        if input_values is not None else None)
+        other = image_embeds if image_embeds is not None else audio_embeds
+        # The scale training used (exp(s) clipped at max_logit_scale), so that scores are as confident as trained.
+        scale = self.contrastive.logit_scale.exp().clamp(max=self.contrastive.max_logit_scale)
+        logits = scale * other @ text_embeds.T
+        output = Data2VecMultimodalZeroShotOutput(
+            logits_per_image=logits if image_embeds is not None else None,
+            logits_per_audio=logits if audio_embeds is not None else None,
+            logits_per_text=logits.T, text_embeds=text_embeds, image_embeds=image_embeds, audio_embeds=audio_embeds,
+        )
+        return output if return_dict else output.to_tuple()
+
+
 class Data2VecMultimodalForClassification(Data2VecMultimodalPreTrainedModel):
     """A linear classifier on the mean-pooled student output of one modality (data2vec fine-tunes with mean pooling);
     the task classes below fix the modality for transformers' Auto classes and pipelines."""
@@ -927,9 +1007,11 @@ __all__ = [
     "Data2VecMultimodalForPreTraining",
     "Data2VecMultimodalForPreTrainingOutput",
     "Data2VecMultimodalForSequenceClassification",
+    "Data2VecMultimodalForZeroShotClassification",
     "Data2VecMultimodalModel",
     "Data2VecMultimodalModelOutput",
     "Data2VecMultimodalPreTrainedModel",
+    "Data2VecMultimodalZeroShotOutput",
     "block_mask_patches",
     "bert_mask_tokens",
     "ema_decay",
