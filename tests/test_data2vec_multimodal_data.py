@@ -189,3 +189,20 @@ def test_user_dataset_errors_name_the_missing_column_or_rate(tmp_path):
         datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 4, "text": ["a"] * 4, "audio": audio}).save_to_disk(folder)
         with pytest.raises(ValueError, match=message):
             load_user_trimodal_dataset(str(folder), sampling_rate=16_000)
+
+
+def test_every_voice_speaks_the_same_samples_in_another_process():
+    # A run resumed in a new process must see the data of the run it resumes.
+    import subprocess
+    import sys
+
+    from hf_mmdl.data.speech import VOICES, synthesize_speech
+
+    code = ("import hashlib; from hf_mmdl.data.speech import VOICES, synthesize_speech; "
+            "print(' '.join(hashlib.md5(synthesize_speech('a big blue star', voice=v).tobytes()).hexdigest() "
+            "for v in VOICES))")
+    import hashlib
+
+    here = [hashlib.md5(synthesize_speech("a big blue star", voice=v).tobytes()).hexdigest() for v in VOICES]
+    there = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert there == here

@@ -14,8 +14,9 @@ import numpy as np
 
 SAMPLING_RATE = 16_000
 ESPEAK_SAMPLING_RATE = 22_050
-# English voices (accent + variant) that the bundled espeak-ng data holds; examples draw one each.
-VOICES = ("en-us", "en-us+m3", "en-us+f2", "en-us+f4", "en", "en-us+m7")
+# English voices (accent + variant) that the bundled espeak-ng data holds; examples draw one each. Not the variants
+# with breath noise (+f2, +f3): espeak draws it from an unseeded generator, so their clips differ between processes.
+VOICES = ("en-us", "en-us+m3", "en-us+f1", "en-us+f4", "en", "en-us+m7")
 RATE_RANGE = (150, 210)  # words per minute (espeak's default is 175)
 PITCH_RANGE = (30, 70)  # espeak's 0-100 scale (default 50)
 _SILENCE = 0.01  # of full scale: quieter leading/trailing samples are trimmed
