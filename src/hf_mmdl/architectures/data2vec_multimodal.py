@@ -89,7 +89,7 @@ CARD = CardText(
 )
 
 QUICK_RUN = dict(max_steps=300, num_train=600, num_test=300, logging_steps=50, seed=0, no_pairs_baseline=False)
-FULL_RUN = dict(max_steps=1500, num_train=1500, num_test=300, logging_steps=100, seed=0)
+FULL_RUN = dict(max_steps=1000, num_train=1200, num_test=300, logging_steps=100, seed=0)
 
 DATA2VEC_MULTIMODAL = Architecture(
     name="data2vec_multimodal",
