@@ -50,7 +50,7 @@ def test_the_readme_has_python_blocks_and_each_is_run_below():
 @pytest.fixture(scope="module")
 def quickstart_folders(tmp_path_factory):
     """A working directory holding tiny untrained models where `hf-mmdl quickstart` saves its trained ones:
-    hf_mmdl_quickstart/{m2, vae, dvae, glide, glide/inpaint}, each with its processor."""
+    hf_mmdl_quickstart/{m2, vae, dvae, glide, glide/inpaint, data2vec_multimodal}, each with its processor."""
     from hf_mmdl import (DiscreteVAEConfig, DiscreteVAEImageProcessor, DiscreteVAEModel, GlideConfig, GlideTextConfig,
                          ImageVAEConfig,
                          ImageVAEImageProcessor, ImageVAEModel, M2ForConditionalGeneration, M2ImageProcessor,
@@ -93,6 +93,16 @@ def quickstart_folders(tmp_path_factory):
     inpaint = inpainting_model_from(glide).eval()
     GlideInpaintPipeline(glide=inpaint, processor=processor, scheduler=glide_scheduler(inpaint)
                          ).save_pretrained(out / "glide" / "inpaint")
+
+    from hf_mmdl import Data2VecMultimodalForPreTraining, Data2VecMultimodalProcessor
+    from hf_mmdl.modeling.configuration_data2vec_multimodal import data2vec_multimodal_config_for
+    spoken = Data2VecMultimodalProcessor.for_texts(captions, image_size=32, vocab_size=300)
+    bpe = spoken.tokenizer
+    Data2VecMultimodalForPreTraining(data2vec_multimodal_config_for(
+        "tiny", vocab_size=len(bpe), mask_token_id=bpe.mask_token_id, pad_token_id=bpe.pad_token_id,
+        bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, image_size=32, patch_size=8,
+    )).save_pretrained(out / "data2vec_multimodal")
+    spoken.save_pretrained(out / "data2vec_multimodal")
     return cwd
 
 
