@@ -20,7 +20,7 @@ from hf_mmdl.processing import Data2VecMultimodalProcessor
 from hf_mmdl.training.data2vec_multimodal import DATA2VEC_MULTIMODAL_RECIPE, ModalityBatchCollator, parse_ratios
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_data2vec.py"
-TINY_RUN = ["--model_size", "tiny", "--image_size", "24", "--num_train", "30", "--num_test", "30",
+TINY_RUN = ["--model_size", "tiny", "--image_size", "24", "--num_train_images", "30", "--num_test_images", "30",
             "--per_device_train_batch_size", "8", "--logging_steps", "2", "--seed", "3", "--use_cpu",
             "--disable_tqdm", "true", "--no_pairs_baseline", "false", "--vocab_size", "300"]
 

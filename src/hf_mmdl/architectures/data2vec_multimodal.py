@@ -88,8 +88,8 @@ CARD = CardText(
     evaluation=data2vec_metrics_section,
 )
 
-QUICK_RUN = dict(max_steps=300, num_train=600, num_test=300, logging_steps=50, seed=0, no_pairs_baseline=False)
-FULL_RUN = dict(max_steps=1000, num_train=1200, num_test=300, logging_steps=100, seed=0)
+QUICK_RUN = dict(max_steps=300, num_train_images=600, num_test_images=300, logging_steps=50, seed=0, no_pairs_baseline=False)
+FULL_RUN = dict(max_steps=1000, num_train_images=1200, num_test_images=300, logging_steps=100, seed=0)
 
 DATA2VEC_MULTIMODAL = Architecture(
     name="data2vec_multimodal",

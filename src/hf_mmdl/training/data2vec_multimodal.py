@@ -63,8 +63,9 @@ class Data2VecDataArguments:
     audio_column: str = field(default="audio", metadata={"help": "Audio column of a user dataset."})
     concept_column: str = field(default="concept", metadata={"help": "Label column of a user dataset (probes)."})
     image_size: int = field(default=32, metadata={"help": "Side of the square images."})
-    num_train: int = field(default=1200, metadata={"help": "Built-in scenes: training rows."})
-    num_test: int = field(default=300, metadata={"help": "Built-in scenes: held-out rows."})
+    num_train_images: int = field(default=1200, metadata={
+        "help": "Built-in scenes: training rows (image, caption and spoken caption each)."})
+    num_test_images: int = field(default=300, metadata={"help": "Built-in scenes: held-out rows."})
     modality_ratios: str = field(default="text=1,image=1,audio=1", metadata={
         "help": "Relative frequency of unimodal batches of each modality, e.g. 'text=1,image=2,audio=1'."})
     paired_fraction: float = field(default=0.5, metadata={
@@ -220,7 +221,8 @@ class Data2VecMultimodalRecipe(Recipe):
 
     def load_data(self, args):
         data = args.data
-        options = ({"num_train": data.num_train, "num_test": data.num_test, "image_size": data.image_size}
+        options = ({"num_train": data.num_train_images, "num_test": data.num_test_images,
+                    "image_size": data.image_size}
                    if data.dataset_name == "scenes" else
                    {"image_size": data.image_size} if data.dataset_name == "twemoji" else
                    {"image_column": data.image_column, "text_column": data.text_column,
