@@ -138,6 +138,17 @@ def test_the_teacher_has_no_gradients_stays_in_eval_mode_and_shares_the_input_en
     assert not torch.allclose(before, after)
 
 
+def test_targets_come_from_the_teacher_whatever_the_student_blocks_do():
+    model = make().eval()
+    ids, mask = captions(2)
+    before, _ = model.teacher_targets("text", ids, mask)
+    with torch.no_grad():
+        for p in model.data2vec_multimodal.layers.parameters():
+            p.add_(torch.randn_like(p))
+    after, _ = model.teacher_targets("text", ids, mask)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
 def test_targets_average_the_top_k_normalised_ffn_outputs_of_the_teacher():
     model = make(top_k_layers={"image": 1}, target_norm={"image": "layer"}).eval()
     pixels = paired_inputs()["pixel_values"]

@@ -34,6 +34,7 @@ class Mutation:
 
 PIPE = "src/hf_mmdl/pipelines/pipeline_glide.py"
 M2 = "src/hf_mmdl/modeling/modeling_m2.py"
+D2V = "src/hf_mmdl/modeling/modeling_data2vec_multimodal.py"
 
 MUTATIONS = [
     Mutation(
@@ -115,6 +116,40 @@ MUTATIONS = [
         "m2 scst: the baseline is not subtracted (plain REINFORCE on CIDEr)", "src/hf_mmdl/training/scst.py",
         "advantage = rewards - rewards.mean(dim=1, keepdim=True)", "advantage = rewards",
         ("tests/test_m2_scst.py::test_self_critical_loss_pushes_up_beams_above_the_image_mean_reward",),
+    ),
+    Mutation(
+        "data2vec: the teacher update swaps τ and 1 − τ (the teacher jumps to the student)", D2V,
+        "teacher.float() * tau + student.detach().float() * (1 - tau)",
+        "teacher.float() * (1 - tau) + student.detach().float() * tau",
+        ("tests/test_data2vec_multimodal_modeling.py::test_the_teacher_starts_as_the_student_and_follows_equation_1",),
+    ),
+    Mutation(
+        "data2vec: targets come from the student's blocks, not the EMA teacher's", D2V,
+        "_, ffn_outputs = run_layers(self.teacher_layers, embedded, model.expert(modality))",
+        "_, ffn_outputs = run_layers(model.layers, embedded, model.expert(modality))",
+        ("tests/test_data2vec_multimodal_modeling.py::test_targets_come_from_the_teacher_whatever_the_student_blocks_do",),
+    ),
+    Mutation(
+        "data2vec: every modality routed to the text expert", D2V,
+        'return "shared" if self.config.block_sharing == "shared" else modality',
+        'return "shared" if self.config.block_sharing == "shared" else "text"',
+        ("tests/test_data2vec_multimodal_modeling.py::test_modality_experts_share_attention_and_route_ffns_by_input_modality",),
+    ),
+    Mutation(
+        "data2vec: block masks are not trimmed to the exact share", D2V,
+        "row[chosen] = surplus < 0", "row[chosen] = row[chosen]",
+        ("tests/test_data2vec_multimodal_modeling.py::test_block_masks_cover_exactly_the_asked_share_in_rectangles",),
+    ),
+    Mutation(
+        "data2vec recipe: paired batches are never drawn", "src/hf_mmdl/training/data2vec_multimodal.py",
+        "if rng.random() < self.paired_fraction:", "if rng.random() < 0:",
+        ("tests/test_data2vec_multimodal_training.py::test_batches_follow_the_modality_ratios_and_the_paired_fraction",),
+    ),
+    Mutation(
+        "data2vec converter: audio queries land on the keys", "src/hf_mmdl/convert/data2vec_unimodal.py",
+        """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.query.\\2"),""",
+        """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.key.\\2"),""",
+        ("tests/test_data2vec_multimodal_convert.py",),
     ),
 ]
 
