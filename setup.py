@@ -25,6 +25,8 @@ REQUIRES = [
     "tqdm>=4.66",
     # BLEU, ROUGE-L and METEOR scorers (METEOR needs Java; CIDEr-D is implemented here).
     "pycocoevalcap>=1.2",
+    # Linear probes of learned representations (hf_mmdl.representations).
+    "scikit-learn>=1.3",
 ]
 
 EXTRAS = {
