@@ -3,10 +3,8 @@ the model contract, tests/test_vae_contract.py and tests/test_dvae_contract.py).
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from hf_mmdl.training.autoencoder import (
     AutoencoderTrainingArguments,
     run_autoencoder,
 )
+
+from interruption import kill_once_written
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_autoencoder.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
@@ -99,15 +99,7 @@ def test_killed_training_resumes_to_the_same_weights_and_schedule(tmp_path):
     steps = ["--max_steps", "40", "--save_strategy", "steps", "--save_steps", "10", "--save_total_limit", "5",
              "--per_device_train_batch_size", "8"]
     subprocess.run([sys.executable, *script(uninterrupted, *steps)], check=True, capture_output=True)
-    process = subprocess.Popen([sys.executable, *script(interrupted, *steps)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (interrupted / "checkpoint-20" / "trainer_state.json").exists():
-        assert process.poll() is None, "training ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    kill_once_written([sys.executable, *script(interrupted, *steps)], interrupted / "checkpoint-20" / "trainer_state.json")
     subprocess.run([sys.executable, *script(interrupted, *steps, "--resume_from_checkpoint", "last")], check=True,
                    capture_output=True)
     resumed, full = json.loads((interrupted / "results.json").read_text()), json.loads((uninterrupted / "results.json").read_text())

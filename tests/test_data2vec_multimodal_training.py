@@ -3,10 +3,8 @@ interrupted run resumed to the uninterrupted result (the EMA teacher included). 
 quickstart's and README's measured runs and, on a fixed batch, by the model contract."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from transformers import AutoModelForPreTraining, AutoProcessor
 from hf_mmdl.data.trimodal import load_trimodal_dataset
 from hf_mmdl.processing import Data2VecMultimodalProcessor
 from hf_mmdl.training.data2vec_multimodal import DATA2VEC_MULTIMODAL_RECIPE, ModalityBatchCollator, parse_ratios
+
+from interruption import kill_once_written
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_data2vec.py"
 TINY_RUN = ["--model_size", "tiny", "--image_size", "24", "--num_train_images", "30", "--num_test_images", "30",
@@ -84,14 +84,7 @@ def test_killed_training_resumes_to_the_same_student_and_teacher(tmp_path):
 
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     subprocess.run(command(uninterrupted), check=True, capture_output=True)
-    process = subprocess.Popen(command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (interrupted / "checkpoint-3" / "trainer_state.json").exists():
-        assert process.poll() is None, "training ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    kill_once_written(command(interrupted), interrupted / "checkpoint-3" / "trainer_state.json")
     subprocess.run(command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True)
     full, resumed = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
     assert full.keys() == resumed.keys() and any(k.startswith("teacher_layers.") for k in full)

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,8 @@ from hf_mmdl.data.scenes import BACKGROUND, COLOURS
 from hf_mmdl.data.text_to_image import POSITIONS, PROMPT_SHAPES, analyse_scene, load_text_to_image_scenes, render_prompt_scene
 from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline
 from hf_mmdl.training.text_to_image import TextToImageArguments, TextToImageTrainingArguments, edit_cases, run_text_to_image
+
+from interruption import kill_once_written
 
 
 def test_the_analyser_reads_colour_and_position_of_every_rendered_scene():
@@ -80,15 +80,7 @@ def test_killed_training_resumes_to_the_same_weights_and_average(tmp_path):
     steps = ["--max_steps", "24", "--save_strategy", "steps", "--save_steps", "8", "--save_total_limit", "5",
              "--per_device_train_batch_size", "8"]
     subprocess.run([sys.executable, *script(uninterrupted, *steps)], check=True, capture_output=True)
-    process = subprocess.Popen([sys.executable, *script(interrupted, *steps)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (interrupted / "checkpoint-16" / "ema.pt").exists():
-        assert process.poll() is None, "training ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    kill_once_written([sys.executable, *script(interrupted, *steps)], interrupted / "checkpoint-16" / "ema.pt")
     resume = subprocess.run([sys.executable, *script(interrupted, *steps, "--resume_from_checkpoint", "last")],
                             capture_output=True, text=True)
     assert resume.returncode == 0, resume.stderr[-3000:]

@@ -1,11 +1,11 @@
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from safetensors.torch import load_file
+
+from interruption import kill_once_written
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_captioning.py"
 
@@ -24,14 +24,7 @@ def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     subprocess.run(training_command(uninterrupted), check=True, capture_output=True)
 
-    process = subprocess.Popen(training_command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (interrupted / "checkpoint-20" / "trainer_state.json").exists():
-        assert process.poll() is None, "training ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+    kill_once_written(training_command(interrupted), interrupted / "checkpoint-20" / "trainer_state.json")
     assert not (interrupted / "results.json").exists()
 
     subprocess.run(training_command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True)

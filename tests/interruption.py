@@ -1,0 +1,19 @@
+"""Kill a training run the way a crash or a pre-empted machine does, right after it wrote a given file."""
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def kill_once_written(command: list[str], marker: Path, timeout: float = 300) -> None:
+    """Start `command`, wait until `marker` (a file of a checkpoint) exists, then SIGKILL the process. Fails if the
+    run ends before writing it, or if it takes longer than `timeout` seconds."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not marker.exists():
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline, f"no {marker} after {timeout} s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
