@@ -73,6 +73,10 @@ def test_multi_mask_comparison_reports_time_per_step_curves_and_time_to_accuracy
     # 1.0 reaches what it ends at, by the last checkpoint at the latest.
     assert all(baseline["reached"][m] is not None and baseline["saving"][m] == 1 for m in part["targets"])
     assert part["targets"]["linear_probe"] == baseline["curve"][-1]["linear_probe"]
+    for metric, learned in part["baseline_learned"].items():
+        assert learned == (part["targets"][metric] > baseline["curve"][0][metric])
+        assert (f"ends at or below its random-init {'1-NN' if metric == 'nearest_neighbour' else 'linear-probe'}"
+                in stdout) != learned
     assert "2. data2vec 2.0 multi-mask vs data2vec 1.0" in stdout
     assert "data2vec 2.0 (M = 8): time per step" in stdout
 
