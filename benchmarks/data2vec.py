@@ -48,7 +48,6 @@ import copy
 import json
 import math
 import random
-import statistics
 import time
 from collections.abc import Callable
 
@@ -69,6 +68,7 @@ from hf_mmdl.modeling.modeling_data2vec_multimodal import regression_loss
 from hf_mmdl.processing import Data2VecMultimodalProcessor
 from hf_mmdl.representations import linear_probe_accuracy, nearest_neighbour_accuracy
 from hf_mmdl.training.data2vec_multimodal import encode_rows, process_rows
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 STEP_GOAL = 1.35
 FORWARD_GOAL = 1.0
@@ -79,23 +79,6 @@ FULL = {"batch": 32, "repeats": 10, "steps": 300, "checkpoints": 6, "probe_train
 QUICK = {"batch": 8, "repeats": 2, "steps": 6, "checkpoints": 2, "probe_train": 64, "probe_test": 30}
 # The recipe's optimiser (Data2VecTrainingArguments).
 LEARNING_RATE, BETAS, WEIGHT_DECAY, WARMUP = 5e-4, (0.9, 0.98), 0.05, 0.1
-
-
-def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function over `repeats` rounds, after one warm-up call each. Every round calls every
-    function once, so load from other processes falls on all of them alike and their ratios stay meaningful; each
-    round starts one function later than the last, so no function always runs first (or right after another)."""
-    for fn in fns.values():
-        fn()
-    names = list(fns)
-    times = {name: [] for name in names}
-    for round_ in range(repeats):
-        for i in range(len(names)):
-            name = names[(round_ + i) % len(names)]
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def pretraining_config(size: str, processor: Data2VecMultimodalProcessor, image_size: int, **overrides):

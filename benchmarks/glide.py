@@ -34,7 +34,6 @@ a smoke run whose timings are too short to mean anything.
 import argparse
 import itertools
 import json
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,28 +47,12 @@ from hf_mmdl.modeling import GlideModel
 from hf_mmdl.pipelines import GlidePipeline, glide_fast_scheduler, glide_scheduler, respaced_timesteps
 from hf_mmdl.processing import GlideProcessor, train_caption_tokenizer
 from hf_mmdl.training.text_to_image import evaluation_prompts, glide_config_for, score_guidance
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 GUIDANCE = 3.0
 STEP_GOAL = 1.05
 FULL = {"batch": 4, "steps": 25, "prompts": 24, "repeats": 5, "samplers": {"fast": "25", "ancestral": "250"}}
 QUICK = {"batch": 2, "steps": 3, "prompts": 2, "repeats": 2, "samplers": {"fast": "4", "ancestral": "10"}}
-
-
-def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function over `repeats` rounds, after one warm-up call each. Every round calls every
-    function once, so load from other processes falls on all of them alike and their ratios stay meaningful; each
-    round starts one function later than the last, so no function always runs first (or right after another)."""
-    for fn in fns.values():
-        fn()
-    names = list(fns)
-    times = {name: [] for name in names}
-    for round_ in range(repeats):
-        for i in range(len(names)):
-            name = names[(round_ + i) % len(names)]
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def random_pipeline(size: str, image_size: int, seed: int) -> GlidePipeline:
