@@ -700,8 +700,15 @@ class Data2VecMultimodalForPreTraining(Data2VecMultimodalPreTrainedModel):
     def update_teacher(self, step: int) -> float:
         """Eq. 1 after optimizer step `step`: Δ ← τΔ + (1 − τ)θ over the blocks, computed in float32; returns τ."""
         tau = self.teacher_decay(step)
-        for teacher, student in zip(self.teacher_layers.parameters(), self.data2vec_multimodal.layers.parameters()):
-            teacher.copy_((teacher.float() * tau + student.detach().float() * (1 - tau)).to(teacher.dtype))
+        teachers = list(self.teacher_layers.parameters())
+        students = [p.detach().float() for p in self.data2vec_multimodal.layers.parameters()]
+        if all(t.dtype == torch.float32 for t in teachers):
+            # Δ + (1 − τ)(θ − Δ) = τΔ + (1 − τ)θ as one fused kernel over all tensors: the per-tensor loop it replaces
+            # cost a tenth of a small text step.
+            torch._foreach_lerp_(teachers, students, 1 - tau)
+        else:
+            for teacher, student in zip(teachers, students):
+                teacher.copy_(teacher.float().lerp_(student, 1 - tau))
         return tau
 
     # -- the objective
