@@ -313,6 +313,26 @@ def test_the_teacher_is_saved_and_restored_exactly(tmp_path):
     assert isinstance(bare, Data2VecMultimodalModel)
 
 
+def test_the_teacher_encoder_is_the_student_model_with_the_teacher_blocks(tmp_path):
+    model = make(ema_decay_start=0.5, ema_decay_end=0.5)
+    with torch.no_grad():
+        for s in model.data2vec_multimodal.parameters():
+            s.add_(0.1 * torch.randn_like(s))
+    model.update_teacher(1)
+    teacher = model.teacher_encoder()
+    assert not teacher.training
+    for t, r in zip(teacher.layers.parameters(), model.teacher_layers.parameters()):
+        assert torch.equal(t, r)
+    inputs = paired_inputs()
+    with torch.no_grad():
+        from_teacher = teacher.get_image_features(inputs["pixel_values"])
+        model.data2vec_multimodal.layers.load_state_dict(model.teacher_layers.state_dict())
+        expected = model.data2vec_multimodal.eval().get_image_features(inputs["pixel_values"])
+    torch.testing.assert_close(from_teacher, expected, rtol=0, atol=0)
+    teacher.save_pretrained(tmp_path)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), Data2VecMultimodalModel)
+
+
 def test_classification_heads_load_through_auto_classes(tmp_path):
     make(cls=Data2VecMultimodalModel).save_pretrained(tmp_path)
     head = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=3)

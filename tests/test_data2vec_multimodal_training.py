@@ -53,7 +53,7 @@ def test_a_recipe_run_reports_probes_retrieval_and_baselines_and_saves_a_loadabl
     arguments, given = DATA2VEC_MULTIMODAL_RECIPE.parse(
         [*TINY_RUN, "--output_dir", str(tmp_path), "--max_steps", "6", "--no_pairs_baseline", "true"])
     results = DATA2VEC_MULTIMODAL_RECIPE.run(*arguments, given=given)
-    for report in ("trained", "random_init", "no_pairs"):
+    for report in ("trained", "teacher", "random_init", "no_pairs"):
         assert set(results[report]["probe"]) == {"text", "image", "audio"}
         assert len(results[report]["retrieval"]) == 6
     assert results["chance"]["R@1"] == pytest.approx(1 / 30)
@@ -66,7 +66,10 @@ def test_a_recipe_run_reports_probes_retrieval_and_baselines_and_saves_a_loadabl
     features = model.data2vec_multimodal.get_text_features(**processor(text=["a small red circle"]))
     assert features.shape == (1, model.config.projection_dim)
     assert json.loads((tmp_path / "results.json").read_text())["trained"] == results["trained"]
-    assert "| image |" in DATA2VEC_MULTIMODAL_RECIPE.results_table(results)
+    table = DATA2VEC_MULTIMODAL_RECIPE.results_table(results)
+    image_row = next(line for line in table.splitlines() if line.startswith("| image |"))
+    expected = [results[r][m]["image"] for m in ("probe", "nearest_neighbour") for r in ("trained", "teacher", "random_init")]
+    assert image_row == "| image | " + " | ".join(f"{v:.1%}" for v in expected) + " |"
 
 
 def test_the_teacher_follows_the_trainer_steps(tmp_path):

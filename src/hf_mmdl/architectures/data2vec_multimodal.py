@@ -20,12 +20,18 @@ MODALITY_ORDER = ("text", "image", "audio")
 
 def data2vec_results_table(results: dict) -> str:
     """Markdown: probes against the random-init network, retrieval against chance and the no-pairs model."""
-    trained, random_init = results["trained"], results["random_init"]
-    lines = ["| held-out rows | linear probe | random init | 1-NN | random init |", "|---|---|---|---|---|"]
+    # Folders trained before the EMA teacher was measured have no "teacher" entry.
+    columns = [("student", results["trained"]), ("EMA teacher", results.get("teacher")),
+               ("random init", results["random_init"])]
+    columns = [(name, report) for name, report in columns if report is not None]
+    trained = results["trained"]
+    names = " | ".join(name for name, _ in columns)
+    lines = [f"| held-out rows | linear probe: {names} | 1-NN: {names} |",
+             "|---" * (1 + 2 * len(columns)) + "|"]
     for m in MODALITY_ORDER:
         if m in trained["probe"]:
-            lines.append(f"| {m} | **{trained['probe'][m]:.1%}** | {random_init['probe'][m]:.1%} | "
-                         f"**{trained['nearest_neighbour'][m]:.1%}** | {random_init['nearest_neighbour'][m]:.1%} |")
+            cells = [f"{report[measure][m]:.1%}" for measure in ("probe", "nearest_neighbour") for _, report in columns]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     no_pairs = results.get("no_pairs")
     header = "| retrieval (paired test rows) | R@1 | R@5 | concept R@1 |"
     lines += ["", header + (" no pairs: R@1 | R@5 | concept R@1 |" if no_pairs else ""),

@@ -283,6 +283,8 @@ class Data2VecMultimodalRecipe(Recipe):
             "block_sharing": model.config.block_sharing,
             "paired_fraction": args.data.paired_fraction,
             "trained": trained,
+            "teacher": without_embeddings(representation_report(model.teacher_encoder(), processor, data["train"],
+                                                                data["test"])),
             "random_init": without_embeddings(args.random_init),
             "chance": retrieval_chance(len(data["test"]), data["test"]["concept"]),
             "history": [e for e in trainer.state.log_history if "loss" in e],
