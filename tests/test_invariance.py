@@ -80,6 +80,15 @@ def test_cosine_gap_by_concept_counts_every_same_concept_pair_as_matched():
     assert by_row["mismatched"] == pytest.approx(4 * 5 * 4 / (20 * 19))
 
 
+def test_centred_cosine_gap_removes_a_shared_offset_between_modalities():
+    x = gaussian(300, 8)
+    offset = torch.full((8,), 20.0)  # dominates every cosine until each modality's mean is removed
+    assert cosine_gap(x + offset, x - offset)["gap"] < 0.05
+    assert cosine_gap(x + offset, x - offset, centred=True)["gap"] == pytest.approx(
+        cosine_gap(x - x.mean(0), x - x.mean(0))["gap"], abs=1e-5)
+    assert cosine_gap(x + offset, x - offset, centred=True)["gap"] > 0.9
+
+
 def test_cosine_gap_refuses_a_single_concept_and_unpaired_rows():
     with pytest.raises(ValueError, match="two different labels"):
         cosine_gap(gaussian(6, 3), gaussian(6, 3), [1] * 6)

@@ -163,8 +163,8 @@ def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0
     """Every invariance and arithmetic measure of one model's embeddings in one space.
 
     embeddings: {modality: (N, D)} with row i of each describing the same example; labels: (N,) concept ids.
-    Returns `pairs` (per unordered pair "a–b": `cosine_rows` and `cosine_concepts` (`cosine_gap` without and with
-    labels), `cka`, `cka_shuffled` (CKA after permuting b's rows with `seed`: the no-correspondence level) and
+    Returns `pairs` (per unordered pair "a–b": `cosine_rows`, `cosine_concepts` and `cosine_concepts_centred`
+    (`cosine_gap` without labels, with labels, and with labels after removing each modality's mean), `cka`, `cka_shuffled` (CKA after permuting b's rows with `seed`: the no-correspondence level) and
     `centroid` (`centroid_gap`)), `retrieval` (per ordered pair "a→b": `retrieval_recall`) and `analogy` (per
     ordered pair "gallery−offset": `analogy_accuracy`)."""
     labels = np.asarray(labels)
@@ -174,6 +174,7 @@ def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0
         x, y = embeddings[a], embeddings[b]
         report["pairs"][f"{a}–{b}"] = {
             "cosine_rows": cosine_gap(x, y), "cosine_concepts": cosine_gap(x, y, labels),
+            "cosine_concepts_centred": cosine_gap(x, y, labels, centred=True),
             "cka": linear_cka(x, y), "cka_shuffled": linear_cka(x, y[permutation]), "centroid": centroid_gap(x, y),
         }
     for a, b in permutations(embeddings, 2):
@@ -255,6 +256,7 @@ def _number(value: float) -> str:
 PAIR_MEASURES = (
     ("cosine gap, same row", lambda m: m["cosine_rows"]["gap"], _number),
     ("cosine gap, same concept", lambda m: m["cosine_concepts"]["gap"], _number),
+    ("cosine gap, same concept, centred", lambda m: m["cosine_concepts_centred"]["gap"], _number),
     ("linear CKA", lambda m: m["cka"], _number),
     ("centroid distance / spread", lambda m: m["centroid"]["relative"], _number),
 )
@@ -275,6 +277,7 @@ def invariance_table(results: dict) -> str:
             for label, read, fmt in PAIR_MEASURES:
                 values = [fmt(read(results["models"][n][space]["pairs"][pair])) for n in names]
                 reference = {"cosine gap, same row": "0", "cosine gap, same concept": "0",
+                             "cosine gap, same concept, centred": "0",
                              "linear CKA": _number(results["models"]["trained"][space]["pairs"][pair]["cka_shuffled"])
                              + " (shuffled)", "centroid distance / spread": ""}[label]
                 lines.append(f"| {pair}: {label} | " + " | ".join(values) + f" | {reference} |")

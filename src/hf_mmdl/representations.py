@@ -74,7 +74,7 @@ def _paired(a: torch.Tensor, b: torch.Tensor, what: str, labels=None) -> tuple[t
     return a, b
 
 
-def cosine_gap(a: torch.Tensor, b: torch.Tensor, labels=None) -> dict:
+def cosine_gap(a: torch.Tensor, b: torch.Tensor, labels=None, centred: bool = False) -> dict:
     """How much more similar matched pairs across two modalities are than mismatched ones.
 
     a (N, D), b (N, D): the two modalities' embeddings in one space, row i of each describing the same example.
@@ -82,9 +82,13 @@ def cosine_gap(a: torch.Tensor, b: torch.Tensor, labels=None) -> dict:
     pair is matched when its two rows share a label (same concept, the same row included) and mismatched otherwise.
     Returns `matched` and `mismatched` (mean cosine similarities, each in [-1, 1]) and `gap` = matched −
     mismatched in [-2, 2]: 0 for embeddings that carry no shared information, 1 − (mean mismatched cosine) for
-    identical embeddings of the two modalities. Raises ValueError for unpaired shapes, or with `labels` when every
-    row has the same label (then no pair is mismatched)."""
+    identical embeddings of the two modalities. With `centred`, each modality's mean embedding is subtracted first:
+    a constant offset between the modalities (which `centroid_gap` measures) then no longer dilutes the cosines.
+    Raises ValueError for unpaired shapes, or with `labels` when every row has the same label (then no pair is
+    mismatched)."""
     a, b = _paired(a, b, "cosine_gap", labels)
+    if centred:
+        a, b = a - a.mean(0), b - b.mean(0)
     similarity = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
     if labels is None:
         matched = torch.eye(len(a), dtype=torch.bool)
