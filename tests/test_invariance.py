@@ -205,6 +205,7 @@ def test_analysis_measures_the_model_and_its_baselines_and_writes_tables_and_fig
     assert json.loads((tmp_path / "invariance.json").read_text()) == json.loads(json.dumps(results))
     table = (tmp_path / "invariance.md").read_text()
     assert "| text→image |" in table and "| image−text |" in table and "linear CKA" in table
+    assert "offset(b) alone" in table and "centred" in table
     for figure in ("embedding_space.png", "embedding_space_random_init.png", "embedding_space_no_pairs.png"):
         assert (tmp_path / figure).stat().st_size > 0
 

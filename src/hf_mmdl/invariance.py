@@ -291,11 +291,15 @@ def invariance_table(results: dict) -> str:
                  for n in names]
         lines.append(f"| {direction} | " + " | ".join(cells) + " | "
                      + " / ".join(_percent(chance[k]) for k in ("R@1", "R@5", "concept R@1")) + " |")
-    lines += ["", "**analogy**: gallery(a) − offset(a) + offset(b) nearest to a gallery row of concept b (shared space)",
-              "", f"| gallery − offset {header} | chance |", rule]
+    lines += ["", "**analogy**: gallery(a) − offset(a) + offset(b) nearest to a gallery row of concept b (shared space); "
+              "last column: the trained model's offset embedding alone as the query (retrieval concept R@1, "
+              "offset → gallery)", "", f"| gallery − offset {header} | chance | trained, offset(b) alone |",
+              rule + "---|"]
     for key in shared["trained"]["analogy"]:
+        gallery, offset = key.split("−")
         lines.append(f"| {key} | " + " | ".join(_percent(shared[n]["analogy"][key]["accuracy"]) for n in names)
-                     + f" | {_percent(results['chance']['analogy'][key])} |")
+                     + f" | {_percent(results['chance']['analogy'][key])} | "
+                     + f"{_percent(shared['trained']['retrieval'][f'{offset}→{gallery}']['concept R@1'])} |")
     return "\n".join(lines)
 
 
