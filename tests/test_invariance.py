@@ -237,6 +237,13 @@ def test_a_users_dataset_is_read_by_its_column_names_with_string_concepts(folder
     assert results["rows"] == 12 and results["concepts"] == len(set(user["label"]))
 
 
+def test_the_command_explains_itself(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["analyse", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert stop.value.code == 0 and "--no_pairs" in out and "linear CKA" in out and "analogy accuracy" in out
+
+
 def test_the_command_prints_the_tables_and_writes_next_to_the_folder(folders, capsys):
     main(["analyse", str(folders / "alone"), "--num_train_images", "30", "--num_test_images", "30", "--max_rows", "10"])
     out = capsys.readouterr().out
@@ -245,6 +252,17 @@ def test_the_command_prints_the_tables_and_writes_next_to_the_folder(folders, ca
 
 
 # Bad input
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--image_column", "picture"], "--image_column does not apply to --dataset_name scenes"),
+    (["--dataset_name", "my/set", "--num_test_images", "50"], "--num_test_images does not apply to --dataset_name my/set"),
+])
+def test_the_command_refuses_a_dataset_option_that_does_not_apply(folders, arguments, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["analyse", str(folders / "alone"), "--output_dir", str(tmp_path), *arguments])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "invariance.json").exists()
 
 
 def test_a_missing_folder_is_a_one_line_command_error(tmp_path, capsys):

@@ -62,12 +62,17 @@ def demo(args: argparse.Namespace) -> None:
 def analyse(args: argparse.Namespace) -> None:
     from .invariance import analyse_invariance, invariance_table
 
+    # Each dataset option applies to one kind of dataset; given for another, it is refused rather than ignored.
+    scene_flags = {"num_train_images": "num_train", "num_test_images": "num_test"}
+    column_flags = {f"{c}_column": f"{c}_column" for c in ("image", "text", "audio", "concept")}
+    applicable = scene_flags if args.dataset_name == "scenes" else {} if args.dataset_name == "twemoji" else column_flags
+    for name in {**scene_flags, **column_flags}:
+        if getattr(args, name) is not None and name not in applicable:
+            raise ValueError(f"--{name} does not apply to --dataset_name {args.dataset_name}: "
+                             + ("it sizes the built-in scenes." if name in scene_flags else "it names a column of "
+                                "your own dataset."))
     options = {"dataset": args.dataset_name, "max_rows": args.max_rows, "seed": args.seed}
-    if args.dataset_name == "scenes":
-        options |= {"num_train": args.num_train_images, "num_test": args.num_test_images}
-    elif args.dataset_name != "twemoji":
-        options |= {"image_column": args.image_column, "text_column": args.text_column,
-                    "audio_column": args.audio_column, "concept_column": args.concept_column}
+    options |= {key: getattr(args, name) for name, key in applicable.items() if getattr(args, name) is not None}
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.folder) / "invariance"
     results = analyse_invariance(args.folder, no_pairs=args.no_pairs, output_dir=output_dir, **options)
     print("\n" + invariance_table(results))
@@ -90,13 +95,15 @@ def add_analysis(commands) -> None:
                           help="The same model trained without paired batches (default: FOLDER/no_pairs if it exists).")
     analysis.add_argument(*flag("dataset_name"), default="scenes",
                           help="'scenes' or 'twemoji' (built in), or a datasets name / saved folder.")
-    analysis.add_argument(*flag("image_column"), default="image", help="Image column of a user dataset.")
-    analysis.add_argument(*flag("text_column"), default="text", help="Text column of a user dataset.")
-    analysis.add_argument(*flag("audio_column"), default="audio", help="Audio column of a user dataset.")
-    analysis.add_argument(*flag("concept_column"), default="concept", help="Concept (label) column of a user dataset.")
-    analysis.add_argument(*flag("num_train_images"), type=int, default=1200,
-                          help="Scenes: training rows whose drawings the held-out rows avoid (at least the run's).")
-    analysis.add_argument(*flag("num_test_images"), type=int, default=300, help="Scenes: held-out rows.")
+    analysis.add_argument(*flag("image_column"), default=None, help="Image column of a user dataset (default image).")
+    analysis.add_argument(*flag("text_column"), default=None, help="Text column of a user dataset (default text).")
+    analysis.add_argument(*flag("audio_column"), default=None, help="Audio column of a user dataset (default audio).")
+    analysis.add_argument(*flag("concept_column"), default=None,
+                          help="Concept (label) column of a user dataset (default concept).")
+    analysis.add_argument(*flag("num_train_images"), type=int, default=None,
+                          help="Scenes: training rows whose drawings the held-out rows avoid, at least the run's "
+                               "(default 1200).")
+    analysis.add_argument(*flag("num_test_images"), type=int, default=None, help="Scenes: held-out rows (default 300).")
     analysis.add_argument(*flag("max_rows"), type=int, default=None, help="Analyse only the first held-out rows.")
     analysis.add_argument(*flag("seed"), type=int, default=0, help="Random-init weights, shuffles and analogy targets.")
     analysis.add_argument(*flag("output_dir"), default=None, help="Where the results go (default: FOLDER/invariance).")
