@@ -193,7 +193,11 @@ def scenes():
 
 
 def test_analysis_measures_the_model_and_its_baselines_and_writes_tables_and_figures(folders, scenes, tmp_path):
+    torch.manual_seed(5)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(5)
     results = analyse_invariance(folders / "model", dataset=scenes, output_dir=tmp_path, max_rows=20)
+    assert torch.equal(torch.rand(3), expected_draw), "seeding the random-init network moved the caller's RNG"
     assert results["no_pairs_folder"] == str(folders / "model" / "no_pairs")
     assert set(results["models"]) == {"trained", "random_init", "no_pairs"}
     for spaces in results["models"].values():

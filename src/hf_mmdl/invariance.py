@@ -27,11 +27,14 @@ import torch
 from transformers import AutoProcessor
 from transformers.utils import logging as transformers_logging
 
+from .data.trimodal import load_trimodal_dataset
 from .modeling import Data2VecMultimodalModel
 from .modeling.configuration_data2vec_multimodal import MODALITIES
 from .representations import (
     analogy_accuracy, centroid_gap, cosine_gap, linear_cka, retrieval_chance, retrieval_recall,
 )
+from .training.data2vec_multimodal import encode_rows
+from .visualization import embedding_scatter
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +114,6 @@ def held_out_rows(dataset="scenes", split: str = "test", image_size: int = 32, m
     options), or a loaded `datasets.Dataset` / `DatasetDict` with `image`, `text`, `audio` (16 kHz waveforms) and
     `concept` columns. `split` picks the held-out split of a DatasetDict, `max_rows` keeps its first rows.
     Raises ValueError for missing columns or split, fewer than two rows or a single concept."""
-    from .data.trimodal import load_trimodal_dataset
-
     if isinstance(dataset, str):
         if dataset == "scenes":
             options = {"num_train": SCENES_TRAIN_ROWS, "num_test": 300, "image_size": max(SMALLEST_SCENE, image_size),
@@ -150,8 +151,6 @@ def held_out_rows(dataset="scenes", split: str = "test", image_size: int = 32, m
 def embed(model, processor, rows: datasets.Dataset) -> dict[str, dict[str, torch.Tensor]]:
     """{space: {modality: (N, width)}}: the shared-space projections and the mean-pooled block outputs of every
     modality of `rows`."""
-    from .training.data2vec_multimodal import encode_rows
-
     spaces = {space: {} for space in SPACES}
     for modality in MODALITIES:
         pooled, projected = encode_rows(model, processor, rows, modality)
@@ -164,9 +163,10 @@ def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0
 
     embeddings: {modality: (N, D)} with row i of each describing the same example; labels: (N,) concept ids.
     Returns `pairs` (per unordered pair "a–b": `cosine_rows`, `cosine_concepts` and `cosine_concepts_centred`
-    (`cosine_gap` without labels, with labels, and with labels after removing each modality's mean), `cka`, `cka_shuffled` (CKA after permuting b's rows with `seed`: the no-correspondence level) and
-    `centroid` (`centroid_gap`)), `retrieval` (per ordered pair "a→b": `retrieval_recall`) and `analogy` (per
-    ordered pair "gallery−offset": `analogy_accuracy`)."""
+    (`cosine_gap` without labels, with labels, and with labels after removing each modality's mean), `cka`,
+    `cka_shuffled` (CKA after permuting b's rows with `seed`: the no-correspondence level) and `centroid`
+    (`centroid_gap`)), `retrieval` (per ordered pair "a→b": `retrieval_recall`) and `analogy` (per ordered pair
+    "gallery−offset": `analogy_accuracy`)."""
     labels = np.asarray(labels)
     permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     report = {"pairs": {}, "retrieval": {}, "analogy": {}}
@@ -200,8 +200,6 @@ def analyse_invariance(model_folder: str | Path, dataset="scenes", no_pairs: str
 
     Raises FileNotFoundError for a missing folder, ValueError for a folder of another architecture or a dataset
     without image/text/audio/concept columns."""
-    from .visualization import embedding_scatter
-
     model_folder = Path(model_folder)
     model, processor = load_model(model_folder)
     if no_pairs is None and (model_folder / "no_pairs" / "config.json").is_file():
@@ -209,8 +207,9 @@ def analyse_invariance(model_folder: str | Path, dataset="scenes", no_pairs: str
         logger.info("Comparing with the no-pairs model saved by the training run: %s", no_pairs)
     models = {"trained": (model, processor)}
     if random_init:
-        torch.manual_seed(seed)
-        models["random_init"] = (Data2VecMultimodalModel(model.config).eval(), processor)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            torch.manual_seed(seed)
+            models["random_init"] = (Data2VecMultimodalModel(model.config).eval(), processor)
     if no_pairs is not None:
         models["no_pairs"] = load_model(no_pairs, role="no-pairs model")
     rows, names = held_out_rows(dataset, split=split, image_size=model.config.vision_config.image_size,
