@@ -154,8 +154,13 @@ MUTATIONS = [
     ),
     Mutation(
         "invariance: linear CKA without centring", REPR,
-        "a, b = a - a.mean(0), b - b.mean(0)", "a, b = a, b",
+        "a, b = a.double(), b.double()\n    a, b = a - a.mean(0), b - b.mean(0)", "a, b = a.double(), b.double()",
         ("tests/test_invariance.py::test_linear_cka_is_one_for_a_rotated_scaled_shifted_copy_and_matches_the_gram_definition",),
+    ),
+    Mutation(
+        "invariance: the centred cosine gap does not centre", REPR,
+        "    if centred:\n        a, b = a - a.mean(0), b - b.mean(0)\n", "",
+        ("tests/test_invariance.py::test_centred_cosine_gap_removes_a_shared_offset_between_modalities",),
     ),
     Mutation(
         "invariance: the cosine gap by concept ignores the labels", REPR,
