@@ -94,6 +94,8 @@ def test_cosine_gap_refuses_a_single_concept_and_unpaired_rows():
         cosine_gap(gaussian(6, 3), gaussian(6, 3), [1] * 6)
     with pytest.raises(ValueError, match="labels for"):
         cosine_gap(gaussian(6, 3), gaussian(6, 3), [0, 1])
+    with pytest.raises(ValueError, match="widths 3 and 4"):
+        cosine_gap(gaussian(6, 3), gaussian(6, 4))
 
 
 # Centroid gap

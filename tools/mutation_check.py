@@ -154,7 +154,8 @@ MUTATIONS = [
     ),
     Mutation(
         "invariance: linear CKA without centring", REPR,
-        "a, b = a.double(), b.double()\n    a, b = a - a.mean(0), b - b.mean(0)", "a, b = a.double(), b.double()",
+        "a, b = _paired(a, b, \"linear_cka\")\n    a, b = a - a.mean(0), b - b.mean(0)",
+        "a, b = _paired(a, b, \"linear_cka\")",
         ("tests/test_invariance.py::test_linear_cka_is_one_for_a_rotated_scaled_shifted_copy_and_matches_the_gram_definition",),
     ),
     Mutation(

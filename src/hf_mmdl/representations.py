@@ -61,8 +61,9 @@ def retrieval_chance(num_rows: int, labels=None, ks=(1, 5)) -> dict:
 
 
 def _paired(a: torch.Tensor, b: torch.Tensor, what: str, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """a and b as float (N, D_a) / (N, D_b) tensors with the same N >= 2 (and `labels` of length N); else ValueError."""
-    a, b = torch.as_tensor(a).detach().float().cpu(), torch.as_tensor(b).detach().float().cpu()
+    """a and b as float64 (N, D_a) / (N, D_b) tensors with the same N >= 2 (and `labels` of length N); else
+    ValueError."""
+    a, b = torch.as_tensor(a).detach().double().cpu(), torch.as_tensor(b).detach().double().cpu()
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"{what} needs two (rows, features) matrices, got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
     if len(a) != len(b):
@@ -84,9 +85,11 @@ def cosine_gap(a: torch.Tensor, b: torch.Tensor, labels=None, centred: bool = Fa
     mismatched in [-2, 2]: 0 for embeddings that carry no shared information, 1 − (mean mismatched cosine) for
     identical embeddings of the two modalities. With `centred`, each modality's mean embedding is subtracted first:
     a constant offset between the modalities (which `centroid_gap` measures) then no longer dilutes the cosines.
-    Raises ValueError for unpaired shapes, or with `labels` when every row has the same label (then no pair is
-    mismatched)."""
+    Raises ValueError for unpaired shapes or different widths, or with `labels` when every row has the same label
+    (then no pair is mismatched)."""
     a, b = _paired(a, b, "cosine_gap", labels)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"cosine_gap compares embeddings of one space: widths {a.shape[1]} and {b.shape[1]} differ.")
     if centred:
         a, b = a - a.mean(0), b - b.mean(0)
     similarity = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
@@ -110,7 +113,6 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
     with the same measure on shuffled rows). Computed in float64. Raises ValueError for unpaired shapes or a
     representation that is constant over the rows."""
     a, b = _paired(a, b, "linear_cka")
-    a, b = a.double(), b.double()
     a, b = a - a.mean(0), b - b.mean(0)
     norms = torch.linalg.matrix_norm(a.T @ a) * torch.linalg.matrix_norm(b.T @ b)
     if norms == 0:
