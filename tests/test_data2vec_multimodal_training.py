@@ -70,6 +70,12 @@ def test_a_recipe_run_reports_probes_retrieval_and_baselines_and_saves_a_loadabl
     image_row = next(line for line in table.splitlines() if line.startswith("| image |"))
     expected = [results[r][m]["image"] for m in ("probe", "nearest_neighbour") for r in ("trained", "teacher", "random_init")]
     assert image_row == "| image | " + " | ".join(f"{v:.1%}" for v in expected) + " |"
+    # The no-pairs baseline is saved for `hf-mmdl analyse`: another model of the same configuration.
+    baseline = AutoModelForPreTraining.from_pretrained(tmp_path / "no_pairs")
+    assert baseline.config.to_diff_dict() | {"_name_or_path": ""} == model.config.to_diff_dict() | {"_name_or_path": ""}
+    assert AutoProcessor.from_pretrained(tmp_path / "no_pairs").tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    assert not torch.equal(baseline.data2vec_multimodal.projections["text"].weight,
+                           model.data2vec_multimodal.projections["text"].weight)
 
 
 def test_the_teacher_follows_the_trainer_steps(tmp_path):

@@ -35,6 +35,7 @@ class Mutation:
 PIPE = "src/hf_mmdl/pipelines/pipeline_glide.py"
 M2 = "src/hf_mmdl/modeling/modeling_m2.py"
 D2V = "src/hf_mmdl/modeling/modeling_data2vec_multimodal.py"
+REPR = "src/hf_mmdl/representations.py"
 
 MUTATIONS = [
     Mutation(
@@ -150,6 +151,43 @@ MUTATIONS = [
         """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.query.\\2"),""",
         """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.key.\\2"),""",
         ("tests/test_data2vec_multimodal_convert.py",),
+    ),
+    Mutation(
+        "invariance: linear CKA without centring", REPR,
+        "a, b = _paired(a, b, \"linear_cka\")\n    a, b = a - a.mean(0), b - b.mean(0)",
+        "a, b = _paired(a, b, \"linear_cka\")",
+        ("tests/test_invariance.py::test_linear_cka_is_one_for_a_rotated_scaled_shifted_copy_and_matches_the_gram_definition",),
+    ),
+    Mutation(
+        "invariance: the centred cosine gap does not centre", REPR,
+        "    if centred:\n        a, b = a - a.mean(0), b - b.mean(0)\n", "",
+        ("tests/test_invariance.py::test_centred_cosine_gap_removes_a_shared_offset_between_modalities",),
+    ),
+    Mutation(
+        "invariance: the cosine gap by concept ignores the labels", REPR,
+        "matched = labels[:, None] == labels[None, :]", "matched = torch.eye(len(a), dtype=torch.bool)",
+        ("tests/test_invariance.py::test_cosine_gap_by_concept_counts_every_same_concept_pair_as_matched",),
+    ),
+    Mutation(
+        "invariance: analogy adds the source concept's offset instead of subtracting it", REPR,
+        "query = source - offset + offset[target]", "query = source + offset - offset[target]",
+        ("tests/test_invariance.py::test_analogy_arithmetic_finds_the_target_concept_across_a_modality_gap",),
+    ),
+    Mutation(
+        "invariance: analogy targets may be of the source's own concept", REPR,
+        "keys[labels[:, None] == labels[None, :]] = -1.0", "keys.fill_diagonal_(-1.0)",
+        ("tests/test_invariance.py::test_analogy_arithmetic_finds_the_target_concept_across_a_modality_gap",),
+    ),
+    Mutation(
+        "invariance: analogy chance counts the query's own row", REPR,
+        "(counts / (len(labels) - 1))", "(counts / len(labels))",
+        ("tests/test_invariance.py::test_analogy_chance_is_the_share_of_the_target_concept_among_the_other_rows",),
+    ),
+    Mutation(
+        "invariance: the random-init baseline is the trained model again", "src/hf_mmdl/invariance.py",
+        'models["random_init"] = (Data2VecMultimodalModel(model.config).eval(), processor)',
+        'models["random_init"] = (model, processor)',
+        ("tests/test_invariance.py::test_analysis_measures_the_model_and_its_baselines_and_writes_tables_and_figures",),
     ),
 ]
 

@@ -1,6 +1,7 @@
 """The `hf-mmdl` command. Its sub-commands come from the architecture declarations (`hf_mmdl.architectures`):
 `train NAME` runs an architecture's training recipe, `convert NAME` its checkpoint converter, `quickstart` their
-quickstart runs, `push` a saved folder with its model card, `demo` the architecture's Gradio demo for a folder.
+quickstart runs, `push` a saved folder with its model card, `demo` the architecture's Gradio demo for a folder,
+`analyse` the modality invariance of a trained data2vec-multimodal folder.
 
 Flags are spelled with underscores, as the training recipes' (transformers') flags are; the hyphenated spelling is
 accepted too (`--output-dir`).
@@ -56,6 +57,57 @@ def demo(args: argparse.Namespace) -> None:
     from .demos import build_demo_for, launch
 
     launch(build_demo_for(args.folder))
+
+
+def analyse(args: argparse.Namespace) -> None:
+    from .invariance import analyse_invariance, invariance_table
+
+    # Each dataset option applies to one kind of dataset; given for another, it is refused rather than ignored.
+    scene_flags = {"num_train_images": "num_train", "num_test_images": "num_test"}
+    column_flags = {f"{c}_column": f"{c}_column" for c in ("image", "text", "audio", "concept")}
+    applicable = scene_flags if args.dataset_name == "scenes" else {} if args.dataset_name == "twemoji" else column_flags
+    for name in {**scene_flags, **column_flags}:
+        if getattr(args, name) is not None and name not in applicable:
+            raise ValueError(f"--{name} does not apply to --dataset_name {args.dataset_name}: "
+                             + ("it sizes the built-in scenes." if name in scene_flags else "it names a column of "
+                                "your own dataset."))
+    options = {"dataset": args.dataset_name, "max_rows": args.max_rows, "seed": args.seed}
+    options |= {key: getattr(args, name) for name, key in applicable.items() if getattr(args, name) is not None}
+    output_dir = Path(args.output_dir) if args.output_dir else Path(args.folder) / "invariance"
+    results = analyse_invariance(args.folder, no_pairs=args.no_pairs, output_dir=output_dir, **options)
+    print("\n" + invariance_table(results))
+    print(f"Wrote invariance.json, invariance.md and embedding_space*.png to {output_dir}")
+
+
+def add_analysis(commands) -> None:
+    analysis = commands.add_parser(
+        "analyse", help="Modality invariance and cross-modal arithmetic of a trained data2vec-multimodal folder.",
+        description="Embed held-out rows (built-in scenes by default, or your image/text/audio/concept dataset) with a "
+                    "trained data2vec-multimodal model, the same network at random initialisation and, when given "
+                    "(or saved by the training run in FOLDER/no_pairs), the model trained without paired batches; "
+                    "report matched-minus-mismatched cosine, linear CKA and centroid gap per pair of modalities, "
+                    "retrieval in all six directions and analogy accuracy (gallery(a) - offset(a) + offset(b) finds "
+                    "concept b), with chance. Writes invariance.json, invariance.md and embedding figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    analysis.add_argument("folder", help="A saved data2vec-multimodal folder (e.g. hf_mmdl_quickstart/data2vec_multimodal).")
+    analysis.add_argument(*flag("no_pairs"), default=None,
+                          help="The same model trained without paired batches (default: FOLDER/no_pairs if it exists).")
+    analysis.add_argument(*flag("dataset_name"), default="scenes",
+                          help="'scenes' or 'twemoji' (built in), or a datasets name / saved folder.")
+    analysis.add_argument(*flag("image_column"), default=None, help="Image column of a user dataset (default image).")
+    analysis.add_argument(*flag("text_column"), default=None, help="Text column of a user dataset (default text).")
+    analysis.add_argument(*flag("audio_column"), default=None, help="Audio column of a user dataset (default audio).")
+    analysis.add_argument(*flag("concept_column"), default=None,
+                          help="Concept (label) column of a user dataset (default concept).")
+    analysis.add_argument(*flag("num_train_images"), type=int, default=None,
+                          help="Scenes: training rows whose drawings the held-out rows avoid, at least the run's "
+                               "(default 1200).")
+    analysis.add_argument(*flag("num_test_images"), type=int, default=None, help="Scenes: held-out rows (default 300).")
+    analysis.add_argument(*flag("max_rows"), type=int, default=None, help="Analyse only the first held-out rows.")
+    analysis.add_argument(*flag("seed"), type=int, default=0, help="Random-init weights, shuffles and analogy targets.")
+    analysis.add_argument(*flag("output_dir"), default=None, help="Where the results go (default: FOLDER/invariance).")
+    analysis.set_defaults(handler=analyse)
 
 
 def add_quickstart(commands) -> None:
@@ -116,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quickstart(commands)
     add_training(commands)
     add_conversion(commands)
+    add_analysis(commands)
     upload = commands.add_parser("push", help="Upload a saved model + processor folder with a generated model card.")
     upload.add_argument("folder", help="A folder written by the package (e.g. hf_mmdl_quickstart/m2).")
     upload.add_argument("repo_id", help="Hub repository, e.g. your-name/m2-scenes.")

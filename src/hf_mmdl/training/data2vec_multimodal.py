@@ -7,7 +7,8 @@ resumed run continues the τ schedule from its checkpoint, whose model state hol
 
 Proof of learning, measured in the same run on held-out rows: per modality, linear-probe and 1-NN accuracy of frozen
 mean-pooled features against the same network at its random initialisation; cross-modal retrieval R@1 / R@5 in all
-six directions against chance and against the same model trained without paired batches.
+six directions against chance and against the same model trained without paired batches (saved to
+`output_dir/no_pairs` for `hf-mmdl analyse`).
 """
 
 import logging
@@ -294,7 +295,8 @@ class Data2VecMultimodalRecipe(Recipe):
         return results
 
     def no_pairs_report(self, args, processor, data) -> dict:
-        """The same model, data, seed and steps without paired batches: what the cross-modal term adds."""
+        """The same model, data, seed and steps without paired batches: what the cross-modal term adds. The model
+        is saved with the processor to `output_dir/no_pairs`, where `hf-mmdl analyse` finds it."""
         logger.info("Training the no-pairs baseline (same model and steps, unimodal batches only)")
         torch.manual_seed(args.training.seed)
         model = Data2VecMultimodalForPreTraining(self.config(args, processor))
@@ -304,6 +306,9 @@ class Data2VecMultimodalRecipe(Recipe):
                                   data_collator=ModalityBatchCollator(processor, args.ratios, 0.0, training.seed),
                                   callbacks=[TeacherUpdateCallback()])
         trainer.train()
+        trainer.save_model(training.output_dir)  # writes on the main process only
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(training.output_dir)
         report = representation_report(model, processor, data["train"], data["test"])
         return without_embeddings(report)
 
