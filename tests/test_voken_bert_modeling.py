@@ -280,3 +280,15 @@ def test_model_refuses_bad_inputs_naming_them(change, match):
         inputs["attention_mask"] = inputs["attention_mask"][:, :-1]
     with torch.no_grad(), pytest.raises(ValueError, match=match):
         model(**inputs)
+
+
+def test_auto_model_loads_the_encoder_with_every_weight_of_the_folder(saved_folder):
+    from transformers import AutoModel
+
+    folder, model, _ = saved_folder
+    encoder = AutoModel.from_pretrained(folder)
+    assert encoder.pooler is None
+    original = model.bert.state_dict()
+    assert encoder.state_dict().keys() == original.keys()
+    for name, tensor in encoder.state_dict().items():
+        torch.testing.assert_close(tensor, original[name], rtol=0, atol=0)
