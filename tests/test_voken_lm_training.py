@@ -209,3 +209,15 @@ def test_killed_pretraining_resumes_to_the_same_weights(corpus, tokenizer_folder
     assert full.keys() == resumed.keys() and "visual_cls_head.decoder.weight" in full
     for name in full:
         torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_continuing_a_saved_model_applies_given_flags_and_refuses_another_voken_set(corpus, tokenizer_folder,
+                                                                                   tmp_path):
+    run(tiny_run(corpus, tokenizer_folder, tmp_path / "first", "--max_steps", "1", "--max_seq_length", "32"))
+    continued = tiny_run(corpus, tokenizer_folder, tmp_path / "second", "--max_steps", "1", "--model_name_or_path",
+                         str(tmp_path / "first"), "--mlm_ratio", "0.5", "--voken_labels", "mask")
+    results = run(continued)
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert (saved["mlm_ratio"], saved["voken_labels"]) == (0.5, "mask") and results["voken_labels"] == "mask"
+    with pytest.raises(ValueError, match=f"classifies {VOKEN_SIZE} vokens"):
+        run([*continued[:-4], "--voken_size", "5", "--output_dir", str(tmp_path / "third")])

@@ -9,8 +9,8 @@ conversion reads every tensor exactly once:
 - kept under its own name: `bert.embeddings.*`, `bert.encoder.layer.N.*`, `cls.predictions.{bias, transform.*}`,
   `visual_cls_head.{dense, layer_norm, decoder}.*`;
 - dropped: `bert.embeddings.position_ids` (a buffer transformers rebuilds), and the tied copies
-  `cls.predictions.decoder.weight` (= the word embeddings) and `cls.predictions.decoder.bias` (= `cls.predictions.bias`),
-  each checked equal to what it is tied to;
+  `cls.predictions.decoder.weight` (= the word embeddings) and `cls.predictions.decoder.bias`
+  (= `cls.predictions.bias`), each checked equal to what it is tied to;
 - refused: anything else (a pooler, the regression / contrastive voken heads, another model's tensors), a tensor of
   another shape than the config gives, or a missing one.
 
@@ -42,8 +42,8 @@ TIED = {
 # What the original's other voken heads (`--do_voken_reg`, `--do_voken_ctr`, `--shared_head`) add.
 OTHER_HEADS = ("visual_reg_head.", "visual_ctr_head.", "voken_feat_emb.", "cls.visn_decoder.")
 # BERT fields of the original config.json the converted config keeps.
-BERT_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-               "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
+BERT_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
                "initializer_range", "layer_norm_eps", "pad_token_id")
 
 

@@ -178,5 +178,5 @@ class VokenBertForPreTraining(VokenBertPreTrainedModel):
         )
 
 
-__all__ = ["VOKEN_BERT_LORA_TARGET_MODULES", "VokenBertForPreTraining", "VokenBertForPreTrainingOutput", "VokenBertModel",
-           "VokenBertPreTrainedModel", "VokenClassificationHead"]
+__all__ = ["VOKEN_BERT_LORA_TARGET_MODULES", "VokenBertForPreTraining", "VokenBertForPreTrainingOutput",
+           "VokenBertModel", "VokenBertPreTrainedModel", "VokenClassificationHead"]

@@ -108,7 +108,8 @@ def tokenize_with_vokens(rows: datasets.Dataset, tokenizer, max_seq_length: int,
         raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for a token between [CLS] and [SEP].")
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls is None or sep is None or tokenizer.mask_token_id is None:
-        raise ValueError("The tokenizer has no [CLS], [SEP] or [MASK] token: voken pre-training needs a BERT tokenizer.")
+        raise ValueError("The tokenizer has no [CLS], [SEP] or [MASK] token: voken pre-training needs a BERT "
+                         "tokenizer.")
     specials = set(tokenizer.all_special_ids)
 
     def segment(batch, indices):
@@ -259,8 +260,8 @@ class VokenLMRecipe(Recipe):
                     setattr(model.config, name, getattr(m, name))
         else:
             if not m.tokenizer_name:
-                raise ValueError("--tokenizer_name is required for a fresh model: the tokenizer whose tokens the vokens "
-                                 "are aligned with (the vokenizer's, e.g. bert-base-uncased).")
+                raise ValueError("--tokenizer_name is required for a fresh model: the tokenizer whose tokens the "
+                                 "vokens are aligned with (the vokenizer's, e.g. bert-base-uncased).")
             if m.model_size not in MODEL_SIZES:
                 raise ValueError(f"--model_size must be one of {tuple(MODEL_SIZES)}, got {m.model_size!r}.")
             if m.voken_size is None:
@@ -356,10 +357,11 @@ def finetune_sequence_classification(pretrained: str | Path, data: datasets.Data
     model = BertForSequenceClassification.from_pretrained(pretrained, num_labels=num_labels)
 
     def encode(batch):
-        return tokenizer(batch[text_column], truncation=True, max_length=max_seq_length) | {"labels": batch[label_column]}
+        encoding = tokenizer(batch[text_column], truncation=True, max_length=max_seq_length)
+        return encoding | {"labels": batch[label_column]}
 
-    encoded = {split: data[split].map(encode, batched=True, remove_columns=data[split].column_names, keep_in_memory=True)
-               for split in ("train", "test")}
+    encoded = {split: data[split].map(encode, batched=True, remove_columns=data[split].column_names,
+                                      keep_in_memory=True) for split in ("train", "test")}
     settings = dict(output_dir=str(output_dir), num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=32,
                     per_device_eval_batch_size=64, warmup_steps=0.1, lr_scheduler_type="linear", weight_decay=0.01,
                     report_to="none", save_strategy="no", logging_steps=50) | training_arguments
