@@ -1,9 +1,9 @@
 """The bad-input battery every architecture runs, written once beside the model contract (tests/model_contract.py).
 
 An architecture's contract tester mixes `BadInputs` in and names its inputs: which keyword holds the visual tensor
-(`visual_key`) and which the token ids (`text_key`, None for image-only models). Each test then feeds the model what
-users really pass by mistake and asks for a clear `ValueError`/`TypeError` that names the input (never a NaN result,
-a shape error from deep inside a layer, or random weights), and for nothing half-written.
+(`visual_key`, None for text-only models) and which the token ids (`text_key`, None for image-only models). Each test
+then feeds the model what users really pass by mistake and asks for a clear `ValueError`/`TypeError` that names the
+input (never a NaN result, a shape error from deep inside a layer, or random weights), and for nothing half-written.
 """
 
 import pytest
@@ -16,8 +16,13 @@ NON_FINITE = r"(?i)(nan|inf|finite)"
 
 
 class BadInputs:
-    visual_key: str = "pixel_values"
+    visual_key: str | None = "pixel_values"
     text_key: str | None = None
+
+    def visual_input(self) -> torch.Tensor:
+        if self.visual_key is None:
+            pytest.skip("no visual input")
+        return self.inputs()[self.visual_key]
 
     def refuses(self, model, error=(ValueError, TypeError), match=None, **overrides):
         """`model(**(inputs | overrides))` raises `error` whose message names what was wrong."""
@@ -26,24 +31,24 @@ class BadInputs:
 
     @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
     def test_non_finite_visual_inputs_are_refused(self, value):
-        visual = self.inputs()[self.visual_key].clone()
+        visual = self.visual_input().clone()
         visual.view(-1)[3] = value
         self.refuses(self.make_model(), ValueError, NON_FINITE, **{self.visual_key: visual})
 
     def test_integer_visual_tensors_are_refused(self):
         # A uint8/int tensor of pixels (0-255) or features is never silently cast: it would mean other values.
-        visual = self.inputs()[self.visual_key]
+        visual = self.visual_input()
         self.refuses(self.make_model(), (TypeError, ValueError), "(?i)(dtype|float|integer)",
                      **{self.visual_key: (visual.abs() * 100).to(torch.int64)})
 
     @pytest.mark.parametrize("change", ["no batch dimension", "an extra dimension"])
     def test_visual_tensors_of_the_wrong_rank_are_refused(self, change):
-        visual = self.inputs()[self.visual_key]
+        visual = self.visual_input()
         visual = visual[0] if change == "no batch dimension" else visual[:, None]
         self.refuses(self.make_model(), ValueError, self.visual_key, **{self.visual_key: visual})
 
     def test_mismatched_batch_sizes_are_refused(self):
-        if self.text_key is None:
+        if self.text_key is None or self.visual_key is None:
             pytest.skip("one batched input only")
         self.refuses(self.make_model(), ValueError, "(?i)batch", **{self.visual_key: self.inputs(batch_size=1)[self.visual_key]})
 

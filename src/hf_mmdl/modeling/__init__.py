@@ -5,6 +5,7 @@ from .configuration_dvae import DiscreteVAEConfig
 from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_vae import ImageVAEConfig
+from .configuration_voken_bert import VokenBertConfig
 from .inputs import map_pixels, unmap_pixels
 from .modeling_data2vec_multimodal import (
     Data2VecMultimodalForAudioClassification, Data2VecMultimodalForImageClassification, Data2VecMultimodalForPreTraining,
@@ -16,6 +17,9 @@ from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTr
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
+from .modeling_voken_bert import (
+    VokenBertForPreTraining, VokenBertForPreTrainingOutput, VokenBertModel, VokenBertPreTrainedModel,
+)
 
 __all__ = [
     "Data2VecMultimodalConfig",
@@ -47,6 +51,11 @@ __all__ = [
     "M2ForConditionalGeneration",
     "M2Model",
     "M2PreTrainedModel",
+    "VokenBertConfig",
+    "VokenBertForPreTraining",
+    "VokenBertForPreTrainingOutput",
+    "VokenBertModel",
+    "VokenBertPreTrainedModel",
     "convert_autoencoder_kl",
     "inpainting_model_from",
     "map_pixels",

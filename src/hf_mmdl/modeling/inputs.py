@@ -93,3 +93,37 @@ def to_model_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Ten
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dtype == dtype:
         return tensor
     return tensor.to(dtype)
+
+
+def check_token_ids(ids, name: str, vocab_size: int, max_length: int) -> None:
+    """Raise a ValueError naming `name` unless `ids` is a (batch, tokens) integer tensor with at least one and at most
+    `max_length` tokens (the position table's length) and every id in [0, `vocab_size`): an embedding lookup would
+    otherwise fail deep inside the model (or, on GPU, with a device-side assert)."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64) or ids.ndim != 2:
+        raise ValueError(f"{name} must be a (batch, tokens) integer tensor (the tokenizer's output), got "
+                         f"{getattr(ids, 'dtype', type(ids).__name__)} of shape {tuple(getattr(ids, 'shape', ()))}.")
+    if ids.shape[1] == 0:
+        raise ValueError(f"{name} hold no tokens: pass non-empty text through the tokenizer.")
+    if ids.shape[1] > max_length:
+        raise ValueError(f"{name} have {ids.shape[1]} tokens but the model has positions for {max_length}: truncate "
+                         "with the tokenizer (truncation=True) or cut the text into segments.")
+    low, high = (int(v) for v in torch.aminmax(ids))
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name} must lie in [0, {vocab_size}) (the tokenizer of this model); got ids in "
+                         f"[{low}, {high}].")
+
+
+def check_class_labels(labels, name: str, shape: tuple[int, ...], num_classes: int, what: str,
+                       ignore_index: int = -100) -> None:
+    """Raise a ValueError naming `name` unless `labels` is an integer tensor of `shape` whose entries are class ids in
+    [0, `num_classes`) or `ignore_index` (positions without a target); `what` names the classes in the message
+    (e.g. "vokens"). Cross-entropy would otherwise fail inside the loss, or count a misaligned label silently."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{name} must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"{name} have shape {tuple(labels.shape)} but the tokens {tuple(shape)}: give one label per "
+                         f"token ({ignore_index} where there is none), aligned with input_ids.")
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        raise ValueError(f"{name} hold {int(labels[bad][0])}, outside [0, {num_classes}) ({num_classes} {what}); use "
+                         f"{ignore_index} for positions without a target.")

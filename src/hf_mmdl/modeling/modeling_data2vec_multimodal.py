@@ -36,7 +36,7 @@ from transformers.models.data2vec.modeling_data2vec_vision import (
 from transformers.utils import ModelOutput
 
 from .configuration_data2vec_multimodal import MODALITIES, Data2VecMultimodalConfig
-from .inputs import check_float_tensor, check_image_batch, check_values, to_model_dtype
+from .inputs import check_float_tensor, check_image_batch, check_token_ids, check_values, to_model_dtype
 from .loading import CheckedSaveLoadMixin
 from .losses import ContrastiveLoss
 
@@ -512,19 +512,9 @@ class Data2VecMultimodalModel(Data2VecMultimodalPreTrainedModel):
     def check_inputs(self, modality: str, value: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The modality's main input, validated and cast to the model's dtype."""
         if modality == "text":
-            if not isinstance(value, torch.Tensor) or value.dtype not in (torch.int32, torch.int64) or value.ndim != 2:
-                raise ValueError("input_ids must be a (batch, tokens) integer tensor (the processor's output), got "
-                                 f"{getattr(value, 'dtype', type(value).__name__)} of shape {tuple(getattr(value, 'shape', ()))}.")
-            if value.shape[1] == 0:
-                raise ValueError("input_ids hold no tokens: pass non-empty text through the processor.")
-            vocab, positions = self.config.text_config.vocab_size, self.config.text_config.max_position_embeddings
-            if bool((value < 0).any()) or bool((value >= vocab).any()):
-                raise ValueError(f"input_ids must lie in [0, {vocab}) (the tokenizer of this model); got ids in "
-                                 f"[{int(value.min())}, {int(value.max())}].")
-            longest = positions - self.config.text_config.pad_token_id - 1
-            if value.shape[1] > longest:
-                raise ValueError(f"input_ids have {value.shape[1]} tokens but the model has positions for {longest}: "
-                                 "truncate with the processor (truncation=True).")
+            text = self.config.text_config
+            # RoBERTa-layout positions start after the padding index.
+            check_token_ids(value, "input_ids", text.vocab_size, text.max_position_embeddings - text.pad_token_id - 1)
         elif modality == "image":
             vision = self.config.vision_config
             check_image_batch(value, vision.num_channels, vision.patch_size)

@@ -1,6 +1,7 @@
 """Processors: raw images, region features, text and audio in; model inputs out, and model outputs back."""
 
 from .audio_processing import validate_audio
+from .data_collator_voken_lm import DataCollatorForVokenLanguageModeling
 from .image_processing import validate_images
 from .image_processing_autoencoders import AutoencoderImageProcessor, DiscreteVAEImageProcessor, ImageVAEImageProcessor
 from .processing_data2vec_multimodal import (
@@ -10,11 +11,14 @@ from .processing_data2vec_multimodal import (
 )
 from .processing_glide import GlideImageProcessor, GlideProcessor, encode_captions
 from .processing_m2 import M2ImageProcessor, M2Processor
-from .tokenization import caption_tokenizer_from_vocab, train_byte_level_bpe, train_caption_tokenizer, words_of
+from .tokenization import (
+    caption_tokenizer_from_vocab, train_bert_wordpiece, train_byte_level_bpe, train_caption_tokenizer, words_of,
+)
 
 __all__ = [
     "AutoencoderImageProcessor",
     "Data2VecMultimodalImageProcessor",
+    "DataCollatorForVokenLanguageModeling",
     "Data2VecMultimodalProcessor",
     "DiscreteVAEImageProcessor",
     "GlideImageProcessor",
@@ -25,6 +29,7 @@ __all__ = [
     "audio_feature_extractor",
     "caption_tokenizer_from_vocab",
     "encode_captions",
+    "train_bert_wordpiece",
     "train_byte_level_bpe",
     "train_caption_tokenizer",
     "validate_audio",

@@ -126,3 +126,32 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 1000, model_max
         tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos, unk_token=unk,
         pad_token=pad, mask_token=mask, model_max_length=model_max_length, clean_up_tokenization_spaces=False,
     )
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_bert_wordpiece(texts: Iterable[str], vocab_size: int = 2000, model_max_length: int = 128,
+                         min_frequency: int = 1):
+    """A BERT (uncased) WordPiece tokenizer trained on `texts` with `tokenizers`, as transformers' `BertTokenizer`
+    (fast): BERT's normalisation and pre-tokenisation, the special tokens [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0-4
+    and `[CLS] text [SEP]` framing, so models trained with it save and load like any BERT. For offline tests and
+    small runs, where `bert-base-uncased`'s vocabulary cannot be downloaded. Raises ValueError for no (non-blank)
+    texts or a `vocab_size` too small for the special tokens and the characters of the texts."""
+    from tokenizers import trainers
+    from transformers import BertTokenizer
+
+    texts = [text for text in texts if isinstance(text, str) and text.strip()]
+    if not texts:
+        raise ValueError("No text to train the tokenizer on: pass a non-empty list of non-blank strings.")
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                        special_tokens=list(BERT_SPECIAL_TOKENS))
+    tokenizer.train_from_iterator(texts, trainer)
+    vocab = tokenizer.get_vocab()
+    if len(vocab) > vocab_size:
+        raise ValueError(f"vocab_size={vocab_size} cannot hold the {len(BERT_SPECIAL_TOKENS)} special tokens and the "
+                         f"characters of the texts ({len(vocab)} entries); use a larger vocab_size.")
+    return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
