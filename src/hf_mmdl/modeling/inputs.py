@@ -93,3 +93,22 @@ def to_model_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Ten
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dtype == dtype:
         return tensor
     return tensor.to(dtype)
+
+
+def check_token_ids(input_ids, vocab_size: int, max_length: int, name: str = "input_ids") -> None:
+    """Raise a ValueError naming `name` unless `input_ids` is a (batch, tokens) integer tensor with at least one
+    token, at most `max_length` tokens (the position table of the text encoder) and ids in [0, vocab_size) (the
+    tokenizer of the model: a wrong tokenizer gives ids past the embedding table)."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.dtype == torch.bool \
+            or input_ids.ndim != 2:
+        raise ValueError(f"{name} must be a (batch, tokens) integer tensor (the tokenizer's output), got "
+                         f"{getattr(input_ids, 'dtype', type(input_ids).__name__)} of shape "
+                         f"{tuple(getattr(input_ids, 'shape', ()))}.")
+    if input_ids.shape[1] == 0:
+        raise ValueError(f"{name} hold no tokens: pass non-empty text through the processor.")
+    if input_ids.shape[1] > max_length:
+        raise ValueError(f"{name} have {input_ids.shape[1]} tokens but the text encoder has positions for {max_length}: "
+                         "truncate (or segment) the text to that length.")
+    if input_ids.numel() and (bool((input_ids < 0).any()) or bool((input_ids >= vocab_size).any())):
+        raise ValueError(f"{name} must lie in [0, {vocab_size}) (the vocabulary of this model's tokenizer); got ids in "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]: was the text tokenised by another tokenizer?")
