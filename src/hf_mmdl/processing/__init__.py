@@ -11,7 +11,9 @@ from .processing_data2vec_multimodal import (
 from .processing_glide import GlideImageProcessor, GlideProcessor, encode_captions
 from .processing_m2 import M2ImageProcessor, M2Processor
 from .processing_vokenizer import VokenizerImageProcessor, VokenizerProcessor
-from .tokenization import caption_tokenizer_from_vocab, train_byte_level_bpe, train_caption_tokenizer, words_of
+from .tokenization import (
+    caption_tokenizer_from_vocab, train_bert_wordpiece, train_byte_level_bpe, train_caption_tokenizer, words_of,
+)
 
 __all__ = [
     "AutoencoderImageProcessor",
@@ -28,6 +30,7 @@ __all__ = [
     "audio_feature_extractor",
     "caption_tokenizer_from_vocab",
     "encode_captions",
+    "train_bert_wordpiece",
     "train_byte_level_bpe",
     "train_caption_tokenizer",
     "validate_audio",

@@ -126,3 +126,34 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 1000, model_max
         tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos, unk_token=unk,
         pad_token=pad, mask_token=mask, model_max_length=model_max_length, clean_up_tokenization_spaces=False,
     )
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_bert_wordpiece(texts: Iterable[str], vocab_size: int = 2000, model_max_length: int = 128,
+                         min_frequency: int = 1) -> PreTrainedTokenizerFast:
+    """An uncased BERT-style WordPiece tokenizer trained on `texts` with `tokenizers` (BERT's normaliser and
+    pre-tokeniser, `##` continuation pieces, `[PAD] [UNK] [CLS] [SEP] [MASK]` at ids 0-4, `[CLS] text [SEP]`
+    framing, character offsets), for models trained from scratch where no pretrained BERT vocabulary is at hand.
+    Raises ValueError for no (non-blank) texts."""
+    from tokenizers import decoders, processors, trainers
+
+    texts = [text for text in texts if isinstance(text, str) and text.strip()]
+    if not texts:
+        raise ValueError("No text to train the tokenizer on: pass a non-empty list of non-blank strings.")
+    pad, unk, cls, sep, mask = BERT_SPECIAL_TOKENS
+    tokenizer = Tokenizer(models.WordPiece(unk_token=unk))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                        special_tokens=list(BERT_SPECIAL_TOKENS))
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=pad, unk_token=unk, cls_token=cls, sep_token=sep, mask_token=mask,
+        model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+    )
