@@ -234,6 +234,16 @@ def test_a_missing_index_file_is_named(vokenizer, tmp_path):
         Vokenizer.from_pretrained(tmp_path)
 
 
+def test_a_key_store_of_other_image_weights_is_refused(vokenizer, tmp_path):
+    vokenizer.save_pretrained(tmp_path)
+    retrained = VokenizerModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        retrained.visn_model.mlp[3].bias.add_(0.1)
+    retrained.save_pretrained(tmp_path)  # the model saved again after more training: the keys are stale
+    with pytest.raises(ValueError, match="other image-side weights"):
+        Vokenizer.from_pretrained(tmp_path)
+
+
 def test_a_corpus_with_an_empty_row_or_without_the_column_is_refused(vokenizer):
     corpus = datasets.Dataset.from_dict({"text": ["a cat", "a dog", ""]})
     with pytest.raises(ValueError, match="Row 2 of column 'text'"):

@@ -113,6 +113,14 @@ def align_by_overlap(source_spans: list[tuple[int, int]], target_spans: list[tup
     return matches
 
 
+def _weights_sha256(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _check_top_k(top_k: int, num_keys: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}.")
@@ -267,9 +275,7 @@ class Vokenizer(_DatasetVokenizing):
         if self._fingerprint is None:
             digest = hashlib.sha256()
             digest.update(json.dumps(_architecture_of(self.model.config.to_dict()), sort_keys=True).encode())
-            for name, tensor in self.model.lang_model.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().float().cpu().numpy().tobytes())
+            digest.update(_weights_sha256(self.model.lang_model).encode())
             digest.update(self.tokenizer.backend_tokenizer.to_str().encode())
             digest.update(self.keys.tobytes())
             digest.update("\n".join(self.image_ids).encode())
@@ -363,13 +369,15 @@ class Vokenizer(_DatasetVokenizing):
         faiss.write_index(self.index, str(folder / INDEX_FILE))
         (folder / IMAGE_IDS_FILE).write_text("\n".join(self.image_ids) + "\n", encoding="utf-8")
         settings = dict(index_type=self.index_type, nlist=self.nlist, nprobe=self.nprobe, max_tokens=self.max_tokens,
-                        num_images=self.num_images, joint_dim=int(self.keys.shape[1]))
+                        num_images=self.num_images, joint_dim=int(self.keys.shape[1]),
+                        image_side_sha256=_weights_sha256(self.model.visn_model))
         (folder / INDEX_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, folder, nprobe: int | None = None, **model_kwargs) -> "Vokenizer":
         """Load what `save_pretrained` wrote (the stored index is used as is; `nprobe` changes an IVF index's search
-        breadth). Raises FileNotFoundError naming the missing files, ValueError when keys, ids and index disagree."""
+        breadth). Raises FileNotFoundError naming the missing files, ValueError when keys, ids and index disagree or the
+        keys were computed by other image-side weights than the folder's model."""
         folder = Path(os.fspath(folder))
         missing = [name for name in (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE) if not (folder / name).is_file()]
         if missing:
@@ -378,6 +386,10 @@ class Vokenizer(_DatasetVokenizing):
         settings = json.loads((folder / INDEX_CONFIG_FILE).read_text())
         model = VokenizerModel.from_pretrained(folder, **model_kwargs)
         processor = VokenizerProcessor.from_pretrained(folder)
+        if settings["image_side_sha256"] != _weights_sha256(model.visn_model):
+            raise ValueError(f"The key store in {folder} was computed by other image-side weights than the model saved "
+                             "there now (was the model saved again after more training?): rebuild it with "
+                             "Vokenizer.build(model, processor, images) and save that.")
         keys = load_file(str(folder / KEYS_FILE))["keys"]
         image_ids = (folder / IMAGE_IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1]
         index = faiss.read_index(str(folder / INDEX_FILE))
