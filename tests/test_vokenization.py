@@ -232,6 +232,8 @@ def test_a_missing_index_file_is_named(vokenizer, tmp_path):
     (tmp_path / INDEX_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=INDEX_FILE):
         Vokenizer.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="neither a local folder nor a Hub repository"):
+        Vokenizer.from_pretrained(tmp_path / "no-such-folder")
 
 
 def test_a_key_store_of_other_image_weights_is_refused(vokenizer, tmp_path):

@@ -88,10 +88,11 @@ def test_every_original_tensor_is_mapped_exactly_once_and_position_ids_dropped(c
 def test_a_data_parallel_state_dict_and_the_command_line_convert_alike(tmp_path):
     wrapped = {f"module.{name}": tensor for name, tensor in original_state_dict().items()}
     torch.save(wrapped, tmp_path / "ddp.pth")
-    main(["convert", "vokenizer-matcher", str(tmp_path / "ddp.pth"), str(tmp_path / "out"), "--lang_layers=-2,-1",
+    main(["convert", "vokenizer-matcher", str(tmp_path / "ddp.pth"), str(tmp_path / "out"), "--lang_layers=-1,-2",
           "--num_attention_heads", "4"])
     model = VokenizerModel.from_pretrained(tmp_path / "out")
     assert model.config.text_config.num_attention_heads == 4
+    assert model.config.lang_layers == [-2, -1]  # concatenated in sorted order, as the released LangModel does
     torch.testing.assert_close(model.state_dict()["visn_model.mlp.3.bias"], original_state_dict()["visn_model.mlp.3.bias"])
 
 

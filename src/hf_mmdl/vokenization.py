@@ -375,10 +375,18 @@ class Vokenizer(_DatasetVokenizing):
 
     @classmethod
     def from_pretrained(cls, folder, nprobe: int | None = None, **model_kwargs) -> "Vokenizer":
-        """Load what `save_pretrained` wrote (the stored index is used as is; `nprobe` changes an IVF index's search
+        """Load what `save_pretrained` wrote (a local folder, or a Hub repository id, downloaded whole) (the stored index is used as is; `nprobe` changes an IVF index's search
         breadth). Raises FileNotFoundError naming the missing files, ValueError when keys, ids and index disagree or the
         keys were computed by other image-side weights than the folder's model."""
         folder = Path(os.fspath(folder))
+        if not folder.is_dir():  # a Hub repository id: fetch the whole folder (keys and index are not model files)
+            from huggingface_hub import snapshot_download
+
+            try:
+                folder = Path(snapshot_download(str(folder)))
+            except Exception as error:
+                raise OSError(f"{folder} is neither a local folder nor a Hub repository that can be downloaded "
+                              f"({type(error).__name__}: {error}).") from error
         missing = [name for name in (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE) if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} lacks the key store file(s) {missing}: it is not a saved Vokenizer (save "

@@ -54,7 +54,8 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], num_att
                                     lang_layers: list[int] | None = None) -> VokenizerConfig:
     """Read the matcher's architecture off its tensor shapes. Not recorded in the file: the BERT's head count (default
     hidden size / 64, as in every Google BERT; bert-base: 12) and which hidden states the MLP reads (default: the last
-    K, K = MLP input width / hidden size; the released matcher: [-4, -3, -2, -1]). Raises `ValueError` for shapes
+    K, K = MLP input width / hidden size; the released matcher: [-4, -3, -2, -1]; given ones are sorted, as the
+    released code concatenates them in sorted order). Raises `ValueError` for shapes
     that do not fit together."""
     vocab_size, hidden = state_dict[_WORD_EMBEDDINGS].shape
     heads = num_attention_heads or hidden // 64
@@ -71,7 +72,8 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], num_att
     mlp_in = state_dict["lang_model.mlp.0.weight"].shape[1]
     if mlp_in % hidden:
         raise ValueError(f"lang_model.mlp.0 reads {mlp_in} features, not a multiple of the BERT's hidden size {hidden}.")
-    layers = lang_layers or list(range(-(mlp_in // hidden), 0))
+    # The released LangModel concatenates its layers in sorted order, whatever order they were given in.
+    layers = sorted(lang_layers) if lang_layers else list(range(-(mlp_in // hidden), 0))
     if len(layers) != mlp_in // hidden:
         raise ValueError(f"lang_layers {layers} name {len(layers)} hidden states but lang_model.mlp.0 reads "
                          f"{mlp_in // hidden} of them.")
