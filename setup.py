@@ -27,6 +27,8 @@ REQUIRES = [
     "pycocoevalcap>=1.2",
     # Linear probes of learned representations (hf_mmdl.representations).
     "scikit-learn>=1.3",
+    # Vokenization: inner-product search over image keys (exact and IVF indexes).
+    "faiss-cpu>=1.7",
 ]
 
 EXTRAS = {

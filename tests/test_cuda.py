@@ -153,3 +153,25 @@ def test_training_scripts_run_with_trainer_mixed_precision_on_gpu(precision, tmp
     for results in (glide, captioning, autoencoder):
         assert math.isfinite(results["train_loss_first"]) and math.isfinite(results["train_loss_last"]), results
     assert json.loads((tmp_path / "glide" / "results.json").read_text())["num_parameters"] > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vokenizing_with_the_matcher_on_gpu_matches_the_cpu(dtype):
+    import copy
+
+    from hf_mmdl import VokenizerModel, VokenizerProcessor
+    from hf_mmdl.processing import VokenizerImageProcessor, train_bert_wordpiece
+    from hf_mmdl.vokenization import Vokenizer
+    from test_vokenizer_modeling import tiny_config, tiny_text_config
+
+    processor = VokenizerProcessor(VokenizerImageProcessor.for_size(32), train_bert_wordpiece(PROMPTS * 3, vocab_size=60))
+    torch.manual_seed(0)
+    model = VokenizerModel(tiny_config(text_config=tiny_text_config(vocab_size=len(processor.tokenizer)))).eval()
+    images = [PIL.Image.fromarray((np.random.default_rng(i).random((32, 32, 3)) * 255).astype(np.uint8)) for i in range(6)]
+    cpu = Vokenizer.build(model, processor, images, show_progress=False)
+    gpu = Vokenizer.build(copy.deepcopy(model).to("cuda", dtype), processor, images, show_progress=False)
+    for got, want in zip(gpu.vokenize(PROMPTS), cpu.vokenize(PROMPTS)):
+        assert got.vokens.shape == want.vokens.shape and np.isfinite(got.scores[1:-1]).all()
+        if dtype == torch.float32:  # bf16 keys may reorder near ties
+            np.testing.assert_array_equal(got.vokens, want.vokens)
+            np.testing.assert_allclose(got.scores[1:-1], want.scores[1:-1], atol=1e-4)

@@ -1,30 +1,12 @@
-"""Tiny voken-LM models, tokenizers and batches shared by the voken-LM tests, and the Auto registration its
-architecture declaration makes (repeated here so the tests hold before the declaration is merged)."""
+"""Tiny voken-LM models, tokenizers and batches shared by the voken-LM tests."""
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForPreTraining
 
-from hf_mmdl.architectures.base import AutoEntry
-from hf_mmdl.modeling import VokenBertConfig, VokenBertForPreTraining, VokenBertModel
-from hf_mmdl.modeling.modeling_voken_bert import VOKEN_BERT_LORA_TARGET_MODULES
+from hf_mmdl.architectures import architecture_of
+from hf_mmdl.modeling import VokenBertConfig
 from hf_mmdl.processing import train_bert_wordpiece
 
-VOKEN_BERT_AUTO_ENTRY = AutoEntry(
-    VokenBertConfig, VokenBertModel,
-    {AutoModelForPreTraining: VokenBertForPreTraining, AutoModelForMaskedLM: VokenBertForPreTraining},
-    lora_target_modules=VOKEN_BERT_LORA_TARGET_MODULES,
-)
-
-
-def register_voken_bert() -> None:
-    entry = VOKEN_BERT_AUTO_ENTRY
-    AutoConfig.register(entry.config.model_type, entry.config, exist_ok=True)
-    AutoModel.register(entry.config, entry.model, exist_ok=True)
-    for auto_class, model in entry.task_models.items():
-        auto_class.register(entry.config, model, exist_ok=True)
-
-
-register_voken_bert()
+VOKEN_BERT_AUTO_ENTRY = architecture_of("voken_bert").entry("voken_bert")
 
 SENTENCES = [
     "a red apple lies on the wooden table",

@@ -188,6 +188,44 @@ MUTATIONS = [
         'models["random_init"] = (Data2VecMultimodalModel(model.config).eval(), processor)',
         'models["random_init"] = (model, processor)',
         ("tests/test_invariance.py::test_analysis_measures_the_model_and_its_baselines_and_writes_tables_and_figures",),
+        "vokenizer: the paired loss takes the neighbouring row's image as the negative", "src/hf_mmdl/modeling/losses.py",
+        "negatives = image_keys.roll(len(image_keys) // 2, dims=0)", "negatives = image_keys.roll(1, dims=0)",
+        ("tests/test_vokenizer_modeling.py::test_paired_hinge_loss_matches_a_hand_computation",),
+    ),
+    Mutation(
+        "vokenizer: padding counts in the hinge loss's average", "src/hf_mmdl/modeling/losses.py",
+        "return ((margin - positive + negative).clamp(min=0) * mask).sum() / mask.sum()",
+        "return ((margin - positive + negative).clamp(min=0) * mask).sum() / mask.numel()",
+        ("tests/test_vokenizer_modeling.py::test_paired_hinge_loss_matches_a_hand_computation",),
+    ),
+    Mutation(
+        "vokenizer: a frozen vision backbone updates its batch-norm statistics", "src/hf_mmdl/modeling/modeling_vokenizer.py",
+        "            if frozen or not any(p.requires_grad for p in backbone.parameters()):",
+        "            if False:",
+        ("tests/test_vokenizer_modeling.py::test_frozen_backbones_get_no_gradient_and_stay_in_eval_mode",),
+    ),
+    Mutation(
+        "vokenization: segments are not framed with [CLS]/[SEP]", "src/hf_mmdl/vokenization.py",
+        "batch = [[tokenizer.cls_token_id, *ids, tokenizer.sep_token_id] for ids in segments[start:start + batch_size]]",
+        "batch = [[*ids] for ids in segments[start:start + batch_size]]",
+        ("tests/test_vokenization.py::test_top1_vokens_are_the_argmax_of_the_relevance_and_specials_get_minus_100",),
+    ),
+    Mutation(
+        "vokenization: over-long sentences are truncated instead of segmented", "src/hf_mmdl/vokenization.py",
+        "            for length in segment_lengths(len(positions), longest):",
+        "            for length in [min(len(positions), longest)]:",
+        ("tests/test_vokenization.py::test_over_long_sentences_are_cut_into_near_equal_framed_segments",),
+    ),
+    Mutation(
+        "revokenization: overlap scored by intersection alone", "src/hf_mmdl/vokenization.py",
+        "iou = (min(e, end) - max(s, start)) / (max(e, end) - min(s, start))",
+        "iou = min(e, end) - max(s, start)",
+        ("tests/test_vokenization.py::test_align_by_overlap_picks_the_highest_intersection_over_union",),
+    ),
+    Mutation(
+        "vokenizer converter: position_ids kept as a weight", "src/hf_mmdl/convert/vokenizer_original.py",
+        "        if _DROPPED.match(key):\n            continue\n", "",
+        ("tests/test_vokenizer_convert.py",),
     ),
 ]
 

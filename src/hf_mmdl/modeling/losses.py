@@ -64,3 +64,65 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return symmetric_info_nce(first, second, self.logit_scale, self.max_logit_scale)
+
+
+def _check_hinge_inputs(text_keys: torch.Tensor, image_keys: torch.Tensor, attention_mask: torch.Tensor,
+                        margin: float) -> None:
+    if text_keys.ndim != 3 or image_keys.ndim != 2 or len(text_keys) != len(image_keys) \
+            or text_keys.shape[-1] != image_keys.shape[-1]:
+        raise ValueError(f"Expected (batch, tokens, dim) token keys and (batch, dim) image keys of one batch, got "
+                         f"{tuple(text_keys.shape)} and {tuple(image_keys.shape)}.")
+    if tuple(attention_mask.shape) != tuple(text_keys.shape[:2]):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, the tokens {tuple(text_keys.shape[:2])}.")
+    if not margin > 0:
+        raise ValueError(f"The hinge margin must be > 0, got {margin}.")
+    if not bool(attention_mask.any()):
+        raise ValueError("attention_mask marks no real token: the hinge loss averages over real tokens.")
+
+
+def paired_hinge_loss(text_keys: torch.Tensor, image_keys: torch.Tensor, attention_mask: torch.Tensor,
+                      margin: float = 0.5) -> torch.Tensor:
+    """The Vokenizer matcher's ranking loss (Tan & Bansal 2020) with its released code's negatives: the batch is cut
+    into halves A and B; token i of sentence j in A is scored against its own image A_j (positive) and against image
+    B_j (negative), and likewise B's sentences against A's images:
+
+        L = Σ_{real tokens} max(0, margin − ⟨f_i, g(x)⟩ + ⟨f_i, g(x')⟩) / (number of real tokens),
+
+    real tokens being those with attention_mask 1 ([CLS] and [SEP] included, padding excluded).
+
+    Args:
+        text_keys: (batch, tokens, dim) token keys f (unit vectors); batch must be even.
+        image_keys: (batch, dim) image keys g (unit vectors), row j paired with sentence j.
+        attention_mask: (batch, tokens), 1 = real token.
+        margin: M > 0 (0.5 in the released matcher).
+    Returns a scalar in [0, margin + 2] (float32).
+    Raises ValueError for an odd batch (the halves pair up row by row), mismatched shapes, no real token, margin ≤ 0.
+    """
+    _check_hinge_inputs(text_keys, image_keys, attention_mask, margin)
+    if len(text_keys) % 2:
+        raise ValueError(f"The paired hinge loss cuts the batch into two halves whose rows are each other's negatives, "
+                         f"so the batch size must be even; got {len(text_keys)}. Pass an even batch (drop_last, or an "
+                         "even per-device batch size), or use loss_type='batchwise'.")
+    text_keys, image_keys, mask = text_keys.float(), image_keys.float(), attention_mask.float()
+    negatives = image_keys.roll(len(image_keys) // 2, dims=0)  # row j of one half ↔ row j of the other
+    positive = torch.einsum("bld,bd->bl", text_keys, image_keys)
+    negative = torch.einsum("bld,bd->bl", text_keys, negatives)
+    return ((margin - positive + negative).clamp(min=0) * mask).sum() / mask.sum()
+
+
+def batchwise_hinge_loss(text_keys: torch.Tensor, image_keys: torch.Tensor, attention_mask: torch.Tensor,
+                         margin: float = 0.5) -> torch.Tensor:
+    """The batch-wise variant of [`paired_hinge_loss`]: every other image of the batch is a negative of each token,
+
+        L = Σ_{real tokens} Σ_{j ≠ own image} max(0, margin − ⟨f_i, g(x)⟩ + ⟨f_i, g(x_j)⟩) / (number of real tokens).
+
+    Same arguments and errors (any batch ≥ 2); a scalar in [0, (batch − 1)·(margin + 2)]."""
+    _check_hinge_inputs(text_keys, image_keys, attention_mask, margin)
+    if len(text_keys) < 2:
+        raise ValueError("The batch-wise hinge loss needs at least 2 pairs per batch: the other images are the negatives.")
+    text_keys, image_keys, mask = text_keys.float(), image_keys.float(), attention_mask.float()
+    scores = torch.einsum("bld,cd->blc", text_keys, image_keys)  # token of sentence b against image c
+    positive = scores.diagonal(dim1=0, dim2=2).T  # (batch, tokens): scores[b, :, b]
+    hinge = (margin - positive[..., None] + scores).clamp(min=0)
+    not_own = 1 - torch.eye(len(image_keys), device=scores.device)[:, None, :]
+    return (hinge * not_own * mask[..., None]).sum() / mask.sum()

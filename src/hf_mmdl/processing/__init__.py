@@ -11,6 +11,7 @@ from .processing_data2vec_multimodal import (
 )
 from .processing_glide import GlideImageProcessor, GlideProcessor, encode_captions
 from .processing_m2 import M2ImageProcessor, M2Processor
+from .processing_vokenizer import VokenizerImageProcessor, VokenizerProcessor
 from .tokenization import (
     caption_tokenizer_from_vocab, train_bert_wordpiece, train_byte_level_bpe, train_caption_tokenizer, words_of,
 )
@@ -26,6 +27,8 @@ __all__ = [
     "ImageVAEImageProcessor",
     "M2ImageProcessor",
     "M2Processor",
+    "VokenizerImageProcessor",
+    "VokenizerProcessor",
     "audio_feature_extractor",
     "caption_tokenizer_from_vocab",
     "encode_captions",

@@ -24,6 +24,7 @@ import torch
 from transformers import AutoTokenizer, BertForSequenceClassification, Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
+from ..architectures.vokenizer import voken_lm_results_table
 from ..data.user import load_user_dataset
 from ..modeling import VokenBertConfig, VokenBertForPreTraining
 from ..modeling.configuration_voken_bert import VOKEN_BERT_SIZES, VOKEN_LABEL_MODES
@@ -206,18 +207,6 @@ def unigram_report(train: datasets.Dataset, rows: datasets.Dataset, collator, vo
         report[f"{name}_loss"] = -log_p[labels].mean().item()
         report[f"{name}_accuracy"] = (labels == best).float().mean().item()
     return report
-
-
-def voken_lm_results_table(results: dict) -> str:
-    """Markdown: held-out cross-entropy and accuracy of the model against the context-free baselines."""
-    model, unigram = results["validation"], results["unigram_baseline"]
-    lines = ["| held-out positions | MLM loss | MLM accuracy | voken loss | voken accuracy |", "|---|---|---|---|---|"]
-    for name, report in ((f"{'MLM-only' if results['mlm_only'] else 'voken + MLM'} model", model),
-                         ("unigram / most frequent (train)", unigram)):
-        cells = ["–" if key not in report else f"{report[key]:.3f}" if "loss" in key else f"{report[key]:.1%}"
-                 for key in ("mlm_loss", "mlm_accuracy", "voken_loss", "voken_accuracy")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 class VokenLMRecipe(Recipe):
