@@ -110,7 +110,7 @@ def check_token_ids(ids, name: str, vocab_size: int, max_length: int) -> None:
     low, high = (int(v) for v in torch.aminmax(ids))
     if low < 0 or high >= vocab_size:
         raise ValueError(f"{name} must lie in [0, {vocab_size}) (the tokenizer of this model); got ids in "
-                         f"[{low}, {high}].")
+                         f"[{low}, {high}]: was the text tokenised by another tokenizer?")
 
 
 def check_class_labels(labels, name: str, shape: tuple[int, ...], num_classes: int, what: str,
