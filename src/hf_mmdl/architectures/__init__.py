@@ -6,9 +6,10 @@ from .data2vec_multimodal import DATA2VEC_MULTIMODAL
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, resolve
 from .glide import GLIDE
 from .m2 import M2
+from .multimodal_vae import MULTIMODAL_VAE
 
 ARCHITECTURES: dict[str, Architecture] = {architecture.name: architecture for architecture in (
-    M2, IMAGE_VAE, DVAE, GLIDE, DATA2VEC_MULTIMODAL)}
+    M2, IMAGE_VAE, DVAE, GLIDE, DATA2VEC_MULTIMODAL, MULTIMODAL_VAE)}
 
 
 def architecture_of(model_type: str) -> Architecture:

@@ -4,6 +4,7 @@ from .configuration_data2vec_multimodal import Data2VecMultimodalConfig
 from .configuration_dvae import DiscreteVAEConfig
 from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
+from .configuration_multimodal_vae import MultimodalVAEConfig
 from .configuration_vae import ImageVAEConfig
 from .inputs import map_pixels, unmap_pixels
 from .modeling_data2vec_multimodal import (
@@ -15,6 +16,9 @@ from .modeling_data2vec_multimodal import (
 from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTrainedModel
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
+from .modeling_multimodal_vae import (
+    MultimodalVAEEncoderOutput, MultimodalVAEModel, MultimodalVAEOutput, MultimodalVAEPreTrainedModel,
+)
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 
 __all__ = [
@@ -47,6 +51,11 @@ __all__ = [
     "M2ForConditionalGeneration",
     "M2Model",
     "M2PreTrainedModel",
+    "MultimodalVAEConfig",
+    "MultimodalVAEEncoderOutput",
+    "MultimodalVAEModel",
+    "MultimodalVAEOutput",
+    "MultimodalVAEPreTrainedModel",
     "convert_autoencoder_kl",
     "inpainting_model_from",
     "map_pixels",

@@ -93,3 +93,32 @@ def to_model_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Ten
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dtype == dtype:
         return tensor
     return tensor.to(dtype)
+
+
+def check_token_ids(input_ids, vocab_size: int, max_length: int, attention_mask=None, name: str = "input_ids") -> None:
+    """Raise a ValueError naming `name` unless `input_ids` is a non-empty (batch, tokens) integer tensor of ids in
+    [0, vocab_size) with at most `max_length` tokens, and `attention_mask` (when given) has the same shape, holds only
+    0/1 and leaves at least one real token per row. What a tokenizer of another model, an untruncated caption or a
+    mask of other text would give otherwise: an index error deep inside an embedding, or a row that attends to
+    nothing."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.dtype not in (
+            torch.int16, torch.int32, torch.int64, torch.uint8):
+        raise ValueError(f"{name} must be a (batch, tokens) integer tensor (the processor's output), got "
+                         f"{getattr(input_ids, 'dtype', type(input_ids).__name__)} of shape "
+                         f"{tuple(getattr(input_ids, 'shape', ()))}.")
+    if input_ids.shape[1] == 0:
+        raise ValueError(f"{name} hold no tokens: pass non-empty text through the processor.")
+    if input_ids.shape[1] > max_length:
+        raise ValueError(f"{name} are too long: {input_ids.shape[1]} tokens, but the model reads at most {max_length}; "
+                         "shorten the text (or truncate it with the processor).")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name} must lie in [0, {vocab_size}) (the tokenizer of this model); got ids in [{low}, {high}].")
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"The attention mask of {name} has shape {tuple(getattr(attention_mask, 'shape', ()))} "
+                             f"but {name} have {tuple(input_ids.shape)}: pass the mask the processor returned with them.")
+        if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+            raise ValueError(f"The attention mask of {name} must hold only 0 (padding) and 1 (token).")
+        if bool((attention_mask.sum(1) == 0).any()):
+            raise ValueError(f"A row of the attention mask of {name} has no real token: every text needs at least one.")

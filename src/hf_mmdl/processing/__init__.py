@@ -10,6 +10,7 @@ from .processing_data2vec_multimodal import (
 )
 from .processing_glide import GlideImageProcessor, GlideProcessor, encode_captions
 from .processing_m2 import M2ImageProcessor, M2Processor
+from .processing_multimodal_vae import MultimodalVAEImageProcessor, MultimodalVAEProcessor
 from .tokenization import caption_tokenizer_from_vocab, train_byte_level_bpe, train_caption_tokenizer, words_of
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "ImageVAEImageProcessor",
     "M2ImageProcessor",
     "M2Processor",
+    "MultimodalVAEImageProcessor",
+    "MultimodalVAEProcessor",
     "audio_feature_extractor",
     "caption_tokenizer_from_vocab",
     "encode_captions",
