@@ -50,8 +50,10 @@ class MultimodalVAEModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved multimodal VAE folder or Hub id to fine-tune; default: a fresh model."})
     model_size: str = field(default="small", metadata={"help": "Fresh model size: 'tiny' (tests) or 'small'."})
-    fusion: str = field(default="poe", metadata={
-        "help": "'poe' (product of experts with a prior expert, MVAE) or 'moe' (mixture of experts, MMVAE)."})
+    fusion: str = field(default="moe", metadata={
+        "help": "'moe' (mixture of experts, MMVAE: every modality is reconstructed from every expert's sample, which "
+                "aligns the experts; it scored higher on arithmetic here) or 'poe' (product of experts with a prior "
+                "expert, MVAE)."})
     latent_dim: int | None = field(default=None, metadata={"help": "Latent size (default: the size preset's)."})
     text_weight: float = field(default=50.0, metadata={"help": "λ of the caption log-likelihood in the ELBO."})
     beta: float = field(default=1.0, metadata={"help": "KL weight β (1 = the ELBO)."})
@@ -69,7 +71,7 @@ class MultimodalVAEDataArguments:
     num_train_rows: int = field(default=2000, metadata={"help": "Training rows (drawn from the trained combinations)."})
     num_held_out_combinations: int = field(default=12, metadata={
         "help": "Colour-shape-position combinations (of 72) never shown in training."})
-    image_size: int = field(default=32, metadata={"help": "Side of the square images."})
+    image_size: int = field(default=16, metadata={"help": "Side of the square images (the analyser reads 16 px scenes exactly)."})
     data_seed_builtin: int = field(default=0, metadata={"help": "Seed of the held-out choice and the training draw."})
 
 
@@ -100,7 +102,7 @@ class PairCollator:
 @torch.no_grad()
 def posterior_means(model, processor, images=None, texts=None, batch_size: int = 128) -> torch.Tensor:
     """Posterior means of unimodal inputs (images, or captions), batch by batch."""
-    items = images if images is not None else texts
+    items = list(images if images is not None else texts)  # a datasets Column slices into Columns
     means = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
@@ -111,6 +113,7 @@ def posterior_means(model, processor, images=None, texts=None, batch_size: int =
 
 def colour_vectors(latents: torch.Tensor, colours: list[str]) -> dict[str, torch.Tensor]:
     """The mean latent of the rows of each colour: the attribute vectors of the arithmetic."""
+    colours = list(colours)
     return {colour: latents[[i for i, c in enumerate(colours) if c == colour]].mean(0) for colour in COLOURS
             if colour in colours}
 
@@ -214,12 +217,17 @@ class MultimodalVAERecipe(Recipe):
                 data_collator=PairCollator(processor, with_text=False), callbacks=[ScheduleStepCallback()]).train()
         return baseline.cpu().eval()
 
-    @torch.no_grad()
     def evaluate(self, args, trainer, model, processor, data):
+        # The baseline trains first (with gradients); everything after only reads the models.
+        args.baseline = self.image_only_model(args, model, processor, data) if args.model.image_only_baseline else None
+        with torch.no_grad():
+            return self.scores(args, model, processor, data)
+
+    def scores(self, args, model, processor, data):
         model.cpu().eval()
         train, test = data["train"], data["test"]
         expected = [{key: row[key] for key in ATTRIBUTES} for row in test]
-        held_out = test["held_out"]
+        held_out = list(test["held_out"])
         # Attribute vectors from each trained combination once, whatever its count among the training rows.
         unique = train.select(sorted({text: i for i, text in enumerate(train["text"])}.values()))
         text_vectors = colour_vectors(posterior_means(model, processor, texts=unique["text"]), unique["colour"])
@@ -240,9 +248,7 @@ class MultimodalVAERecipe(Recipe):
             "image_to_text": split_scores(read_captions(model, processor, image_latents), expected, held_out),
             "reconstruction": split_scores(read_images(model, processor, image_latents), expected, held_out),
         }
-        args.baseline = None
-        if args.model.image_only_baseline:
-            args.baseline = self.image_only_model(args, model, processor, data)
+        if args.baseline is not None:
             baseline_vectors = colour_vectors(posterior_means(args.baseline, processor, images=unique["image"]),
                                               unique["colour"])
             baseline_latents = posterior_means(args.baseline, processor, images=test["image"])
