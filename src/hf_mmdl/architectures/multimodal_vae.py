@@ -125,7 +125,7 @@ MULTIMODAL_VAE = Architecture(
         settings=QUICK_RUN,
         full_settings=FULL_RUN,
         figures=("arithmetic.png", "cross_modal.png"),
-        summary="multimodal VAE (product of experts) on built-in attribute scenes and captions: latent arithmetic "
+        summary="multimodal VAE (mixture of experts) on built-in attribute scenes and captions: latent arithmetic "
                 "image − text colour + text colour scored by a scene analyser against chance and an image-only VAE, "
                 "caption → image and image → caption",
     ),

@@ -264,7 +264,10 @@ class MultimodalVAERecipe(Recipe):
     def figures(self, args, model, processor, data, results, out):
         test = data["test"]
         shown = list(range(0, len(test), max(1, len(test) // 10)))[:10]
-        targets = [next(c for c in COLOURS if c != test[i]["colour"]) for i in shown]
+        # Each example a different step round the colour wheel, so that the figure shows every target colour.
+        names = list(COLOURS)
+        targets = [names[(names.index(test[i]["colour"]) + 1 + k % (len(names) - 1)) % len(names)]
+                   for k, i in enumerate(shown)]
 
         def edit(m, latents, vectors):
             z = m.arithmetic(torch.stack([latents[i] for i in shown]),
