@@ -21,7 +21,7 @@ from hf_mmdl.training.multimodal_vae import MULTIMODAL_VAE_RECIPE, colour_vector
 from interruption import kill_once_written
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_multimodal_vae.py"
-TINY_RUN = ["--model_size", "tiny", "--image_size", "16", "--num_train_rows", "64", "--per_device_train_batch_size", "8",
+TINY_RUN = ["--model_size", "tiny", "--image_size", "16", "--num_train_images", "64", "--per_device_train_batch_size", "8",
             "--logging_steps", "2", "--seed", "3", "--use_cpu", "--disable_tqdm", "true"]
 
 

@@ -109,8 +109,8 @@ CARD = CardText(
     evaluation=multimodal_vae_metrics_section,
 )
 
-QUICK_RUN = dict(max_steps=400, num_train_rows=2000, seed=0)
-FULL_RUN = dict(max_steps=1500, num_train_rows=4000, seed=0)
+QUICK_RUN = dict(max_steps=400, num_train_images=2000, seed=0)
+FULL_RUN = dict(max_steps=1500, num_train_images=4000, seed=0)
 
 MULTIMODAL_VAE = Architecture(
     name="multimodal_vae",

@@ -68,7 +68,7 @@ class MultimodalVAEModelArguments:
 class MultimodalVAEDataArguments:
     dataset_name: str = field(default=BUILTIN_DATASET, metadata={
         "help": "'attribute_scenes': the built-in scenes whose colour, shape and position the analyser reads back."})
-    num_train_rows: int = field(default=2000, metadata={"help": "Training rows (drawn from the trained combinations)."})
+    num_train_images: int = field(default=2000, metadata={"help": "Training rows (drawn from the trained combinations)."})
     num_held_out_combinations: int = field(default=12, metadata={
         "help": "Colour-shape-position combinations (of 72) never shown in training."})
     image_size: int = field(default=16, metadata={"help": "Side of the square images (the analyser reads 16 px scenes exactly)."})
@@ -177,7 +177,7 @@ class MultimodalVAERecipe(Recipe):
         if data.dataset_name != BUILTIN_DATASET:
             raise ValueError(f"--dataset_name {data.dataset_name!r}: the multimodal VAE's arithmetic is scored by the "
                              f"analyser of the built-in scenes, so only {BUILTIN_DATASET!r} is supported.")
-        splits = load_attribute_scenes(data.num_train_rows, data.image_size, data.num_held_out_combinations,
+        splits = load_attribute_scenes(data.num_train_images, data.image_size, data.num_held_out_combinations,
                                        data.data_seed_builtin)
         args.held = {(r["colour"], r["shape"], r["position"]) for r in splits["test"] if r["held_out"]}
         return splits
