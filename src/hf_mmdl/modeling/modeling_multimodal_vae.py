@@ -498,8 +498,8 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         return_loss (`bool`): Compute the objective (on by default: it needs only the inputs).
 
         Either modality may be missing; both must then hold the same number of examples. NaN, infinite or
-        out-of-range pixels, ids outside the vocabulary, too many tokens or a mask of another shape raise a
-        `ValueError` (a `TypeError` for integer pixels).
+        out-of-range or integer pixels, images of another size, ids outside the vocabulary, too many tokens or a mask
+        of another shape raise a `ValueError` naming the input.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_posterior = self.training if sample_posterior is None else sample_posterior
