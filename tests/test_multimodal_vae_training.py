@@ -16,7 +16,9 @@ from hf_mmdl import MultimodalVAEModel, MultimodalVAEProcessor
 from hf_mmdl.data.attribute_scenes import chance_scores, load_attribute_scenes
 from hf_mmdl.hub import model_card
 from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
-from hf_mmdl.training.multimodal_vae import MULTIMODAL_VAE_RECIPE, colour_vectors, posterior_means, score_arithmetic
+from hf_mmdl.training.multimodal_vae import (
+    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, posterior_means, score_arithmetic,
+)
 
 from interruption import kill_once_written
 
@@ -56,7 +58,7 @@ def test_the_multimodal_vae_beats_its_image_only_baseline_on_cross_modal_arithme
     multimodal = MultimodalVAEModel(config)
     train(multimodal, batch["pixel_values"], batch["input_ids"], batch["attention_mask"], steps, with_text=True)
     torch.manual_seed(0)
-    image_only = MultimodalVAEModel(config)
+    image_only = MultimodalVAEModel(image_only_config(config))  # the recipe's baseline: a plain VAE on images
     train(image_only, batch["pixel_values"], None, None, steps, with_text=False)
 
     held = {(r["colour"], r["shape"], r["position"]) for r in test if r["held_out"]}
