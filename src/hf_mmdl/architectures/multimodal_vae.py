@@ -56,8 +56,8 @@ def multimodal_vae_results_table(results: dict) -> str:
 def multimodal_vae_metrics_section(results: dict) -> str:
     return (f"Trained on {results['train_rows']} rows of {dataset_description(results)} at {results['image_size']}×"
             f"{results['image_size']} pixels, {results['held_out_combinations']} colour-shape-position combinations "
-            "held out of training; the image-only VAE (same network, same images and steps, no captions) was trained "
-            f"in the same run.\n\n{multimodal_vae_results_table(results)}")
+            "held out of training; the image-only VAE (same network, same images, seed and steps, no captions, as a plain "
+            f"VAE) was trained in the same run.\n\n{multimodal_vae_results_table(results)}")
 
 
 CARD = CardText(
