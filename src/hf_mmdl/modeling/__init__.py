@@ -5,6 +5,7 @@ from .configuration_dvae import DiscreteVAEConfig
 from .configuration_glide import GlideConfig, GlideTextConfig
 from .configuration_m2 import M2Config
 from .configuration_resnext import ResNeXtConfig
+from .configuration_multimodal_vae import MultimodalVAEConfig
 from .configuration_vae import ImageVAEConfig
 from .configuration_voken_bert import VokenBertConfig
 from .configuration_vokenizer import VokenizerConfig
@@ -19,6 +20,9 @@ from .modeling_dvae import DiscreteVAEModel, DiscreteVAEOutput, DiscreteVAEPreTr
 from .modeling_glide import GlideModel, GlideOutput, GlideTextModel, inpainting_model_from, random_erase_masks
 from .modeling_m2 import M2EncoderOutput, M2ForConditionalGeneration, M2Model, M2PreTrainedModel
 from .modeling_resnext import FrozenBatchNorm2d, ResNeXtBackbone, ResNeXtPreTrainedModel
+from .modeling_multimodal_vae import (
+    MultimodalVAEEncoderOutput, MultimodalVAEModel, MultimodalVAEOutput, MultimodalVAEPreTrainedModel,
+)
 from .modeling_vae import ImageVAEModel, ImageVAEOutput, ImageVAEPreTrainedModel, convert_autoencoder_kl
 from .modeling_voken_bert import (
     VokenBertForPreTraining, VokenBertForPreTrainingOutput, VokenBertModel, VokenBertPreTrainedModel,
@@ -68,6 +72,11 @@ __all__ = [
     "VokenizerModel",
     "VokenizerModelOutput",
     "VokenizerPreTrainedModel",
+    "MultimodalVAEConfig",
+    "MultimodalVAEEncoderOutput",
+    "MultimodalVAEModel",
+    "MultimodalVAEOutput",
+    "MultimodalVAEPreTrainedModel",
     "convert_autoencoder_kl",
     "inpainting_model_from",
     "map_pixels",

@@ -95,10 +95,12 @@ def to_model_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Ten
     return tensor.to(dtype)
 
 
-def check_token_ids(ids, name: str, vocab_size: int, max_length: int) -> None:
+def check_token_ids(ids, name: str, vocab_size: int, max_length: int, attention_mask=None) -> None:
     """Raise a ValueError naming `name` unless `ids` is a (batch, tokens) integer tensor with at least one and at most
     `max_length` tokens (the position table's length) and every id in [0, `vocab_size`): an embedding lookup would
-    otherwise fail deep inside the model (or, on GPU, with a device-side assert)."""
+    otherwise fail deep inside the model (or, on GPU, with a device-side assert). An `attention_mask`, when given,
+    must have the ids' shape, hold only 0/1 and leave each row at least one real token (a row attending to nothing
+    gives NaN)."""
     if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64) or ids.ndim != 2:
         raise ValueError(f"{name} must be a (batch, tokens) integer tensor (the tokenizer's output), got "
                          f"{getattr(ids, 'dtype', type(ids).__name__)} of shape {tuple(getattr(ids, 'shape', ()))}.")
@@ -111,6 +113,14 @@ def check_token_ids(ids, name: str, vocab_size: int, max_length: int) -> None:
     if low < 0 or high >= vocab_size:
         raise ValueError(f"{name} must lie in [0, {vocab_size}) (the tokenizer of this model); got ids in "
                          f"[{low}, {high}]: was the text tokenised by another tokenizer?")
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(ids.shape):
+            raise ValueError(f"The attention mask of {name} has shape {tuple(getattr(attention_mask, 'shape', ()))} "
+                             f"but {name} have {tuple(ids.shape)}: pass the mask the processor returned with them.")
+        if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+            raise ValueError(f"The attention mask of {name} must hold only 0 (padding) and 1 (token).")
+        if bool((attention_mask.sum(1) == 0).any()):
+            raise ValueError(f"A row of the attention mask of {name} has no real token: every text needs at least one.")
 
 
 def check_class_labels(labels, name: str, shape: tuple[int, ...], num_classes: int, what: str,

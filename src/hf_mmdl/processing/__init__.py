@@ -15,6 +15,8 @@ from .processing_vokenizer import VokenizerImageProcessor, VokenizerProcessor
 from .tokenization import (
     caption_tokenizer_from_vocab, train_bert_wordpiece, train_byte_level_bpe, train_caption_tokenizer, words_of,
 )
+from .processing_multimodal_vae import MultimodalVAEImageProcessor, MultimodalVAEProcessor
+from .tokenization import caption_tokenizer_from_vocab, train_byte_level_bpe, train_caption_tokenizer, words_of
 
 __all__ = [
     "AutoencoderImageProcessor",
@@ -29,6 +31,8 @@ __all__ = [
     "M2Processor",
     "VokenizerImageProcessor",
     "VokenizerProcessor",
+    "MultimodalVAEImageProcessor",
+    "MultimodalVAEProcessor",
     "audio_feature_extractor",
     "caption_tokenizer_from_vocab",
     "encode_captions",

@@ -1,0 +1,118 @@
+"""Training the multimodal VAE: the learning test (cross-modal arithmetic beats the image-only VAE trained in the same
+test), the recipe's run end to end (results, figures, card, demo lookup) and an interrupted run resumed to the
+uninterrupted result."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_mmdl import MultimodalVAEModel, MultimodalVAEProcessor
+from hf_mmdl.data.attribute_scenes import chance_scores, load_attribute_scenes
+from hf_mmdl.hub import model_card
+from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
+from hf_mmdl.training.multimodal_vae import (
+    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, posterior_means, score_arithmetic,
+)
+
+from interruption import kill_once_written
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_multimodal_vae.py"
+TINY_RUN = ["--model_size", "tiny", "--image_size", "16", "--num_train_images", "64", "--per_device_train_batch_size", "8",
+            "--logging_steps", "2", "--seed", "3", "--use_cpu", "--disable_tqdm", "true"]
+
+
+def train(model, pixels, ids, mask, steps: int, with_text: bool, seed: int = 0, learning_rate: float = 2e-3) -> None:
+    """AdamW on random batches of 32 of the given rows (the recipe's settings, without Trainer's overhead)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    for step in range(steps):
+        model.set_schedule_step(step)
+        rows = torch.tensor(rng.choices(range(len(pixels)), k=32))
+        text = {"input_ids": ids[rows], "attention_mask": mask[rows]} if with_text else {}
+        loss = model(pixel_values=pixels[rows], **text).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.set_schedule_step(None)
+    model.eval()
+
+
+def test_the_multimodal_vae_beats_its_image_only_baseline_on_cross_modal_arithmetic():
+    torch.set_num_threads(1)
+    data = load_attribute_scenes(num_train=1, image_size=16, num_held_out=12)
+    test = data["test"]
+    trained = test.filter(lambda row: not row["held_out"])
+    processor = MultimodalVAEProcessor.for_captions(list(trained["text"]), image_size=16)
+    batch = processor(images=list(trained["image"]), text=list(trained["text"]))
+    steps = 300
+    config = multimodal_vae_config_for("tiny", **processor.config_kwargs(), fusion="moe", kl_warmup_steps=steps // 10)
+    torch.manual_seed(0)
+    multimodal = MultimodalVAEModel(config)
+    train(multimodal, batch["pixel_values"], batch["input_ids"], batch["attention_mask"], steps, with_text=True)
+    torch.manual_seed(0)
+    image_only = MultimodalVAEModel(image_only_config(config))  # the recipe's baseline: a plain VAE on images
+    train(image_only, batch["pixel_values"], None, None, steps, with_text=False)
+
+    held = {(r["colour"], r["shape"], r["position"]) for r in test if r["held_out"]}
+    with torch.no_grad():
+        words = colour_vectors(posterior_means(multimodal, processor, texts=trained["text"]), list(trained["colour"]))
+        ours = score_arithmetic(multimodal, processor, test, posterior_means(multimodal, processor, images=test["image"]),
+                                words, held, with_captions=False)["image"]
+        pictures = colour_vectors(posterior_means(image_only, processor, images=trained["image"]), list(trained["colour"]))
+        theirs = score_arithmetic(image_only, processor, test,
+                                  posterior_means(image_only, processor, images=test["image"]), pictures, held,
+                                  with_captions=False)["image"]
+    assert ours["all"] > 3 * chance_scores()["all"], ours
+    assert ours["all"] > theirs["all"] + 0.05, (ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multimodal_vae")
+    MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, "--max_steps", "4", "--output_dir", str(folder)])
+    return folder
+
+
+def test_the_recipe_saves_a_loadable_model_results_figures_and_a_card(run_folder):
+    from transformers import AutoModel, AutoProcessor
+
+    results = json.loads((run_folder / "results.json").read_text())
+    assert results["arithmetic"]["cases"] == 72 * 5 and results["held_out_combinations"] == 12
+    assert results["arithmetic"]["image_only"]["image"] is not None
+    for figure in ("arithmetic.png", "cross_modal.png"):
+        assert (run_folder / figure).stat().st_size > 0
+    model, processor = AutoModel.from_pretrained(run_folder), AutoProcessor.from_pretrained(run_folder)
+    assert isinstance(model, MultimodalVAEModel) and isinstance(processor, MultimodalVAEProcessor)
+    card = str(model_card(run_folder, "someone/multimodal-vae"))
+    assert "Wu & Goodman" in card and "image-only VAE" in card and "caption → image" in card
+
+
+def test_an_unknown_dataset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="only 'attribute_scenes' is supported"):
+        MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, "--dataset_name", "mnist", "--output_dir", str(tmp_path)])
+
+
+def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path):
+    def command(folder, *extra):
+        return [sys.executable, str(SCRIPT), *TINY_RUN, "--max_steps", "12", "--save_steps", "4",
+                "--save_total_limit", "5", "--image_only_baseline", "false", "--output_dir", str(folder), *extra]
+
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    subprocess.run(command(uninterrupted), check=True, capture_output=True)
+    kill_once_written(command(interrupted), interrupted / "checkpoint-4" / "trainer_state.json")
+    assert not (interrupted / "results.json").exists()
+    subprocess.run(command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True)
+    full = json.loads((uninterrupted / "results.json").read_text())
+    resumed = json.loads((interrupted / "results.json").read_text())
+    assert resumed["train_loss_last"] == full["train_loss_last"]
+    weights, resumed_weights = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert weights.keys() == resumed_weights.keys()
+    assert all((resumed_weights[k] - weights[k]).abs().max() < 1e-6 for k in weights)
