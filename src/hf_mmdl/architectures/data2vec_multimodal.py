@@ -19,13 +19,20 @@ MODALITY_ORDER = ("text", "image", "audio")
 
 
 def data2vec_results_table(results: dict) -> str:
-    """Markdown: probes against the random-init network, retrieval against chance and the no-pairs model."""
-    trained, random_init = results["trained"], results["random_init"]
+    """Markdown: probes against the random-init network (— where the run skipped that baseline), retrieval against
+    chance and the no-pairs model (no retrieval section for a run of one modality)."""
+    trained, random_init = results["trained"], results.get("random_init")
+
+    def baseline(measure: str, modality: str) -> str:
+        return f"{random_init[measure][modality]:.1%}" if random_init else "—"
+
     lines = ["| held-out rows | linear probe | random init | 1-NN | random init |", "|---|---|---|---|---|"]
     for m in MODALITY_ORDER:
         if m in trained["probe"]:
-            lines.append(f"| {m} | **{trained['probe'][m]:.1%}** | {random_init['probe'][m]:.1%} | "
-                         f"**{trained['nearest_neighbour'][m]:.1%}** | {random_init['nearest_neighbour'][m]:.1%} |")
+            lines.append(f"| {m} | **{trained['probe'][m]:.1%}** | {baseline('probe', m)} | "
+                         f"**{trained['nearest_neighbour'][m]:.1%}** | {baseline('nearest_neighbour', m)} |")
+    if not trained["retrieval"]:
+        return "\n".join(lines)
     no_pairs = results.get("no_pairs")
     header = "| retrieval (paired test rows) | R@1 | R@5 | concept R@1 |"
     lines += ["", header + (" no pairs: R@1 | R@5 | concept R@1 |" if no_pairs else ""),
