@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     if options.fusion_layers < 1:
         raise ValueError(f"--fusion_layers must be at least 1 (the run without fusion is `experts`), got "
                          f"{options.fusion_layers}.")
-    steps = options.max_steps or (12 if options.quick else 250)
+    steps = options.max_steps if options.max_steps is not None else 12 if options.quick else 250
     if steps < 1:
         raise ValueError(f"--max_steps must be positive, got {steps}.")
     design_size = parse_size(options.design_size or ("32x2" if options.quick else "64x4"))

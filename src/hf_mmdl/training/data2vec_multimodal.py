@@ -243,6 +243,12 @@ class Data2VecMultimodalRecipe(Recipe):
                   "one is carved from `train`.")
 
     def load_data(self, args):
+        # The first hook: a contradiction is refused before any data is made.
+        ignored = sorted(args.given & set(FRESH_MODEL_FLAGS)) if args.model.model_name_or_path else []
+        if ignored:
+            raise ValueError(f"--{', --'.join(ignored)} shape a fresh model, but --model_name_or_path "
+                             f"{args.model.model_name_or_path} loads a saved one with its own architecture: leave "
+                             "them out, or leave out --model_name_or_path to train a fresh model.")
         data = args.data
         options = ({"num_train": data.num_train_images, "num_test": data.num_test_images,
                     "image_size": data.image_size}
@@ -258,11 +264,6 @@ class Data2VecMultimodalRecipe(Recipe):
     def build(self, args, data):
         if args.model.model_name_or_path:
             path = args.model.model_name_or_path
-            ignored = sorted(args.given & set(FRESH_MODEL_FLAGS))
-            if ignored:
-                raise ValueError(f"--{', --'.join(ignored)} shape a fresh model, but --model_name_or_path {path} loads "
-                                 "a saved one with its own architecture: leave them out, or leave out "
-                                 "--model_name_or_path to train a fresh model.")
             return Data2VecMultimodalForPreTraining.from_pretrained(path), AutoProcessor.from_pretrained(path)
         checkpoint = resolve_checkpoint(args.training)
         if checkpoint:
