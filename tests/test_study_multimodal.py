@@ -149,3 +149,12 @@ def test_fresh_model_flags_next_to_a_saved_model_are_refused(tmp_path):
         ["--model_name_or_path", str(tmp_path), "--num_hidden_layers", "6", "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="--num_hidden_layers shape a fresh model"):
         DATA2VEC_MULTIMODAL_RECIPE.run(*arguments, given=given)
+
+
+def test_a_unimodal_runs_own_table_shows_its_modality_without_baselines_or_retrieval(quick_study):
+    _, out = quick_study
+    results = json.loads((out / "runs" / "unimodal_audio" / "results.json").read_text())
+    assert results["modalities"] == ["audio"] and "random_init" not in results and "no_pairs" not in results
+    table = DATA2VEC_MULTIMODAL_RECIPE.results_table(results)
+    assert table.splitlines()[2].startswith("| audio | **") and table.splitlines()[2].count("—") == 2
+    assert len(table.splitlines()) == 3 and "retrieval" not in table
