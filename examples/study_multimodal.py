@@ -156,57 +156,78 @@ def study_table(study: dict) -> str:
     return "\n".join(lines)
 
 
-def mean_over_modalities(row: dict, measure: str) -> float:
-    values = row[measure]
-    return sum(values.values()) / len(values)
-
-
 def plot(study: dict, out: Path) -> list[Path]:
-    """Two PNGs: the size sweep's quality against parameters, and every run's quality against its training time."""
+    """Two PNGs of 2 x 2 panels (one per modality: linear probe and 1-NN; one for retrieval R@1), each with the
+    random-init network's score (dotted) where the study measured it: the size sweep's quality against parameters,
+    and every run's quality against its training time (each run only in the panels of the modalities it measures)."""
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("The study's plots need matplotlib: pip install matplotlib (the hf_mmdl[data] extra "
                           "brings it).") from None
-    measures = {"linear probe (mean over modalities)": lambda r: mean_over_modalities(r, "probe"),
-                "1-NN (mean over modalities)": lambda r: mean_over_modalities(r, "nearest_neighbour"),
-                "R@1 (mean of 6 directions)": lambda r: r["R@1_mean"]}
-    sweep = sorted((r for r in study["runs"] if r["group"] in ("size",) or r["run"] == "experts"),
+    random_init = study.get("random_init")
+    panels = [*((m, [("probe", "linear probe"), ("nearest_neighbour", "1-NN")]) for m in MODALITIES),
+              ("cross-modal retrieval", [("R@1_mean", "R@1, mean of 6 directions"), ("R@1_text_image", "R@1 text↔image")])]
+
+    def value(row: dict, modality: str, measure: str):
+        return row[measure] if modality not in MODALITIES else row[measure].get(modality)
+
+    def decorate(axis, modality: str, x_label: str):
+        if random_init:
+            for i, (measure, _) in enumerate(dict(panels)[modality]):
+                if value(random_init, modality, measure) is not None:
+                    axis.axhline(value(random_init, modality, measure), color=f"C{i}", linestyle=":", linewidth=1)
+        if modality not in MODALITIES:
+            axis.axhline(study["chance_R@1"], color="grey", linestyle="--", linewidth=1, label="chance")
+        axis.set(title=modality, xlabel=x_label, ylabel="held-out score")
+        axis.legend(fontsize=7)
+
+    note = (f"{study['test_rows']} held-out rows of {study['dataset']}, {study['settings']['max_steps']} steps per run"
+            + (f"; dotted: random init ({random_init['run']})" if random_init else ""))
+    sweep = sorted((r for r in study["runs"] if r["group"] == "size" or r["run"] == "experts"),
                    key=lambda r: r["parameters"])
     paths = []
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for label, measure in measures.items():
-        axis.plot([r["parameters"] for r in sweep], [measure(r) for r in sweep], marker="o", label=label)
-    for r in sweep:
-        axis.annotate(f"{r['width']}×{r['depth']}", (r["parameters"], mean_over_modalities(r, "probe")),
-                      textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axis.set(xscale="log", xlabel="parameters", ylabel="held-out score", ylim=(0, 1),
-             title="data2vec-multimodal (experts): quality against size")
-    axis.legend(fontsize=8)
+    figure, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    for axis, (modality, measures) in zip(axes.flat, panels):
+        for i, (measure, label) in enumerate(measures):
+            axis.plot([r["parameters"] for r in sweep], [value(r, modality, measure) for r in sweep], marker="o",
+                      color=f"C{i}", label=label)
+        for r in sweep:
+            axis.annotate(f"{r['width']}×{r['depth']}", (r["parameters"], value(r, modality, measures[0][0])),
+                          textcoords="offset points", xytext=(3, 3), fontsize=7)
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # 3×10⁵, 4×10⁵, ... overlap
+        decorate(axis, modality, "parameters")
+    figure.suptitle(f"data2vec-multimodal, shared attention + modality experts: quality against size\n{note}",
+                    fontsize=10)
     figure.tight_layout()
     paths.append(out / "quality_vs_parameters.png")
-    figure.savefig(paths[-1], dpi=120)
+    figure.savefig(paths[-1], dpi=110)
     plt.close(figure)
 
-    figure, axis = plt.subplots(figsize=(7.2, 4.6))
-    for r in study["runs"]:
-        marker = {"design": "o", "unimodal": "s", "size": "^"}[r["group"]]
-        axis.scatter(r["train_runtime_s"], mean_over_modalities(r, "probe"), marker=marker, color="tab:blue")
-        if r["R@1_mean"] is not None:
-            axis.scatter(r["train_runtime_s"], r["R@1_mean"], marker=marker, color="tab:red")
-        axis.annotate(r["run"], (r["train_runtime_s"], mean_over_modalities(r, "probe")), textcoords="offset points",
-                      xytext=(4, 3), fontsize=7)
-    axis.scatter([], [], color="tab:blue", label="linear probe (mean over its modalities)")
-    axis.scatter([], [], color="tab:red", label="R@1 (mean of 6 directions)")
-    axis.set(xlabel=f"training time (s, {study['settings']['max_steps']} steps)", ylabel="held-out score",
-             ylim=(0, 1), title="Quality against training time (o design, □ unimodal, △ size sweep)")
-    axis.legend(fontsize=8)
+    markers = {"design": "o", "unimodal": "s", "size": "^"}
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for axis, (modality, measures) in zip(axes.flat, panels):
+        for r in study["runs"]:
+            if value(r, modality, measures[0][0]) is None:
+                continue
+            for i, (measure, _) in enumerate(measures):
+                axis.scatter(r["train_runtime_s"], value(r, modality, measure), marker=markers[r["group"]],
+                             color=f"C{i}")
+            axis.annotate(r["run"], (r["train_runtime_s"], value(r, modality, measures[0][0])),
+                          textcoords="offset points", xytext=(3, 3), fontsize=6)
+        for i, (_, label) in enumerate(measures):
+            axis.scatter([], [], color=f"C{i}", label=label)
+        decorate(axis, modality, "training time (s)")
+    figure.suptitle("data2vec-multimodal designs and sizes: quality against training time "
+                    f"(o design, □ unimodal, △ size sweep)\n{note}", fontsize=10)
     figure.tight_layout()
     paths.append(out / "quality_vs_training_time.png")
-    figure.savefig(paths[-1], dpi=120)
+    figure.savefig(paths[-1], dpi=110)
     plt.close(figure)
     return paths
 
