@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_mmdl.modeling.configuration_data2vec_multimodal import MODALITIES
-from hf_mmdl.training.data2vec_multimodal import DATA2VEC_MULTIMODAL_RECIPE, parse_ratios, trained_modalities
+from hf_mmdl.training.data2vec_multimodal import (
+    DATA2VEC_MULTIMODAL_RECIPE, Data2VecDataArguments, parse_ratios, trained_modalities,
+)
 
 logger = logging.getLogger("study_multimodal")
 
@@ -60,8 +62,8 @@ class Run:
     @property
     def modalities(self) -> tuple[str, ...]:
         """What the recipe trains and measures for these flags."""
-        ratios = parse_ratios(self.flags.get("modality_ratios", "text=1,image=1,audio=1"))
-        return trained_modalities(ratios, float(self.flags.get("paired_fraction", 0.5)))
+        ratios = parse_ratios(self.flags.get("modality_ratios", Data2VecDataArguments.modality_ratios))
+        return trained_modalities(ratios, float(self.flags.get("paired_fraction", Data2VecDataArguments.paired_fraction)))
 
 
 def parse_size(text: str) -> tuple[int, int]:
