@@ -369,5 +369,5 @@ class Data2VecMultimodalRecipe(Recipe):
 DATA2VEC_MULTIMODAL_RECIPE = Data2VecMultimodalRecipe()
 main = DATA2VEC_MULTIMODAL_RECIPE.main
 
-__all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecDataArguments", "Data2VecTrainer", "ModalityBatchCollator", "TeacherUpdateCallback",
-           "encode_rows", "main", "parse_ratios", "representation_report", "trained_modalities"]
+__all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecDataArguments", "Data2VecTrainer", "ModalityBatchCollator",
+           "TeacherUpdateCallback", "encode_rows", "main", "parse_ratios", "representation_report", "trained_modalities"]
