@@ -63,7 +63,8 @@ class Run:
     def modalities(self) -> tuple[str, ...]:
         """What the recipe trains and measures for these flags."""
         ratios = parse_ratios(self.flags.get("modality_ratios", Data2VecDataArguments.modality_ratios))
-        return trained_modalities(ratios, float(self.flags.get("paired_fraction", Data2VecDataArguments.paired_fraction)))
+        paired_fraction = float(self.flags.get("paired_fraction", Data2VecDataArguments.paired_fraction))
+        return trained_modalities(ratios, paired_fraction)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -173,7 +174,8 @@ def plot(study: dict, out: Path) -> list[Path]:
                           "brings it).") from None
     random_init = study.get("random_init")
     panels = [*((m, [("probe", "linear probe"), ("nearest_neighbour", "1-NN")]) for m in MODALITIES),
-              ("cross-modal retrieval", [("R@1_mean", "R@1, mean of 6 directions"), ("R@1_text_image", "R@1 text↔image")])]
+              ("cross-modal retrieval", [("R@1_mean", "R@1, mean of 6 directions"),
+                                         ("R@1_text_image", "R@1 text↔image")])]
 
     def value(row: dict, modality: str, measure: str):
         return row[measure] if modality not in MODALITIES else row[measure].get(modality)
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         study["runs"].append(row)
         if "random_init" in results:
             report = results["random_init"]
-            study["random_init"] = row_of(run, results | {"trained": report}) | {"run": f"{run.name} {run.width}x{run.depth}"}
+            study["random_init"] = (row_of(run, results | {"trained": report})
+                                    | {"run": f"{run.name} {run.width}x{run.depth}"})
         study["chance_R@1"] = results["chance"]["R@1"]
         study["dataset"], study["train_rows"], study["test_rows"] = (results["dataset"], results["train_rows"],
                                                                      results["test_rows"])

@@ -61,7 +61,8 @@ def test_each_run_trained_the_model_its_row_names(quick_study):
     assert [rows[n]["block_sharing"] for n in DESIGN[:3]] == ["experts", "shared", "separate"]
     assert rows["experts+fusion"]["num_fusion_layers"] == 1 and rows["experts"]["num_fusion_layers"] == 0
     # Same model, other data: the no-pairs and unimodal runs have the experts run's parameters exactly.
-    assert {rows[n]["parameters"] for n in ["experts", "experts, no pairs", *UNIMODAL]} == {rows["experts"]["parameters"]}
+    same_model = ["experts", "experts, no pairs", *UNIMODAL]
+    assert {rows[n]["parameters"] for n in same_model} == {rows["experts"]["parameters"]}
     # One FFN for all < one per modality < attention per modality too; fusion blocks add parameters.
     assert rows["shared"]["parameters"] < rows["experts"]["parameters"] < rows["separate"]["parameters"]
     assert rows["experts+fusion"]["parameters"] > rows["experts"]["parameters"]

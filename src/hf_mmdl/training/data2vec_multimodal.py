@@ -370,4 +370,5 @@ DATA2VEC_MULTIMODAL_RECIPE = Data2VecMultimodalRecipe()
 main = DATA2VEC_MULTIMODAL_RECIPE.main
 
 __all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecDataArguments", "Data2VecTrainer", "ModalityBatchCollator",
-           "TeacherUpdateCallback", "encode_rows", "main", "parse_ratios", "representation_report", "trained_modalities"]
+           "TeacherUpdateCallback", "encode_rows", "main", "parse_ratios", "representation_report",
+           "trained_modalities"]
