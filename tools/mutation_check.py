@@ -147,6 +147,22 @@ MUTATIONS = [
         ("tests/test_data2vec_multimodal_training.py::test_batches_follow_the_modality_ratios_and_the_paired_fraction",),
     ),
     Mutation(
+        "data2vec recipe: the width and depth flags never reach the model's config",
+        "src/hf_mmdl/training/data2vec_multimodal.py",
+        "**{name: getattr(m, name) for name in BLOCK_FIELDS if getattr(m, name) is not None},", "",
+        ("tests/test_study_multimodal.py::test_parameters_grow_along_the_size_sweep",),
+    ),
+    Mutation(
+        "data2vec recipe: a run of one modality still measures all three", "src/hf_mmdl/training/data2vec_multimodal.py",
+        "return MODALITIES if paired_fraction > 0 else", "return MODALITIES if True else",
+        ("tests/test_study_multimodal.py::test_unimodal_runs_report_only_their_modality",),
+    ),
+    Mutation(
+        "study: the unimodal runs keep their paired batches (they train every modality)", "examples/study_multimodal.py",
+        'modality_ratios=f"{m}=1", paired_fraction=0)', 'modality_ratios=f"{m}=1")',
+        ("tests/test_study_multimodal.py::test_unimodal_runs_report_only_their_modality",),
+    ),
+    Mutation(
         "data2vec converter: audio queries land on the keys", "src/hf_mmdl/convert/data2vec_unimodal.py",
         """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.query.\\2"),""",
         """(rf"{_BLOCK['audio']}attention\\.q_proj\\.{_WB}", r"layers.\\1.attention.audio.key.\\2"),""",

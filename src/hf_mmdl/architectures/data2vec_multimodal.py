@@ -19,19 +19,25 @@ MODALITY_ORDER = ("text", "image", "audio")
 
 
 def data2vec_results_table(results: dict) -> str:
-    """Markdown: probes against the random-init network, retrieval against chance and the no-pairs model."""
-    # Folders trained before the EMA teacher was measured have no "teacher" entry.
-    columns = [("student", results["trained"]), ("EMA teacher", results.get("teacher")),
-               ("random init", results["random_init"])]
-    columns = [(name, report) for name, report in columns if report is not None]
+    """Markdown: probes of the student and the EMA teacher against the random-init network (— where the run skipped
+    that baseline), retrieval against chance and the no-pairs model (no retrieval section for a run of one
+    modality)."""
     trained = results["trained"]
+    # Folders trained before the EMA teacher was measured have no "teacher" entry; "random_init" is absent when the
+    # run skipped that baseline.
+    columns = [("student", trained), ("EMA teacher", results.get("teacher")),
+               ("random init", results.get("random_init", {}))]
+    columns = [(name, report) for name, report in columns if report is not None]
     names = " | ".join(name for name, _ in columns)
     lines = [f"| held-out rows | linear probe: {names} | 1-NN: {names} |",
              "|---" * (1 + 2 * len(columns)) + "|"]
     for m in MODALITY_ORDER:
         if m in trained["probe"]:
-            cells = [f"{report[measure][m]:.1%}" for measure in ("probe", "nearest_neighbour") for _, report in columns]
+            cells = [f"{report[measure][m]:.1%}" if report else "—"
+                     for measure in ("probe", "nearest_neighbour") for _, report in columns]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if not trained["retrieval"]:
+        return "\n".join(lines)
     no_pairs = results.get("no_pairs")
     header = "| retrieval (paired test rows) | R@1 | R@5 | concept R@1 |"
     lines += ["", header + (" no pairs: R@1 | R@5 | concept R@1 |" if no_pairs else ""),

@@ -186,6 +186,10 @@ DATA2VEC_MULTIMODAL_SIZES = {
 }
 
 
+# The fields of a size preset's blocks, which `data2vec_multimodal_config_for` lets a caller replace one by one.
+BLOCK_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
 def data2vec_multimodal_config_for(size: str, vocab_size: int, mask_token_id: int, pad_token_id: int = 1,
                                    bos_token_id: int = 0, eos_token_id: int = 2, max_text_length: int = 64,
                                    image_size: int = 32, patch_size: int = 4, **overrides) -> Data2VecMultimodalConfig:
@@ -193,18 +197,28 @@ def data2vec_multimodal_config_for(size: str, vocab_size: int, mask_token_id: in
     CPU cores in minutes, with τ 0.99 → 0.999 over the first half of a ~1k-step run, K = 3 and the L2 loss, because
     the paper's τ and K assume 10⁵ updates and 12 blocks; instance-normalised targets for every modality, as data2vec
     2.0 has them: with LayerNorm targets, text and image targets collapsed to constants within 50 steps here) or 'base' (data2vec Base). The text positions, vocabulary
-    and special ids come from the processor's tokenizer; `overrides` set any other field."""
+    and special ids come from the processor's tokenizer; `overrides` set any other field. The block fields
+    `hidden_size`, `num_hidden_layers`, `num_attention_heads` and `intermediate_size` among them replace the preset's
+    (a size sweep between presets): every input encoder then emits the new width, and the preset's defaults that
+    follow the blocks (projection width, top-K) follow the new values."""
     if size not in DATA2VEC_MULTIMODAL_SIZES:
         raise ValueError(f"model_size must be one of {sorted(DATA2VEC_MULTIMODAL_SIZES)}, got {size!r}.")
-    blocks, audio, (pos_kernel, pos_layers) = DATA2VEC_MULTIMODAL_SIZES[size]
+    preset_blocks, audio, (pos_kernel, pos_layers) = DATA2VEC_MULTIMODAL_SIZES[size]
+    blocks = preset_blocks | {name: overrides.pop(name) for name in BLOCK_FIELDS if name in overrides}
+    wrong = {name: value for name, value in blocks.items()
+             if isinstance(value, bool) or not isinstance(value, int) or value < 1}
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} must be positive integers, got {wrong}.")
     width = dict(hidden_size=blocks["hidden_size"], num_attention_heads=blocks["num_attention_heads"])
     text_config = Data2VecTextConfig(
         vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
         max_position_embeddings=max_text_length + pad_token_id + 1, type_vocab_size=1, layer_norm_eps=1e-5, **width)
     vision_config = Data2VecVisionConfig(image_size=image_size, patch_size=patch_size, use_mask_token=True,
                                          use_absolute_position_embeddings=True, **width)
+    # The positional convolution's groups must divide H: the largest divisor up to min(16, H / 4) (16 for Base).
+    groups = next(g for g in range(max(1, min(16, blocks["hidden_size"] // 4)), 0, -1) if blocks["hidden_size"] % g == 0)
     audio_config = Data2VecAudioConfig(conv_pos_kernel_size=pos_kernel, num_conv_pos_embeddings=pos_layers,
-                                       num_conv_pos_embedding_groups=min(16, blocks["hidden_size"] // 4), **audio, **width)
+                                       num_conv_pos_embedding_groups=groups, **audio, **width)
     defaults = {} if size == "base" else dict(
         top_k_layers={m: max(1, blocks["num_hidden_layers"] - 1) for m in MODALITIES},
         loss_beta={m: 0.0 for m in MODALITIES}, target_norm={m: "instance" for m in MODALITIES}, ema_decay_start=0.99, ema_decay_end=0.999, ema_anneal_end_step=500,

@@ -25,7 +25,7 @@ from transformers.trainer_utils import SchedulerType
 from ..architectures.data2vec_multimodal import data2vec_results_table
 from ..data.trimodal import load_trimodal_dataset
 from ..modeling import Data2VecMultimodalForPreTraining
-from ..modeling.configuration_data2vec_multimodal import MODALITIES, data2vec_multimodal_config_for
+from ..modeling.configuration_data2vec_multimodal import BLOCK_FIELDS, MODALITIES, data2vec_multimodal_config_for
 from ..processing import Data2VecMultimodalProcessor
 from ..representations import (
     linear_probe_accuracy, nearest_neighbour_accuracy, retrieval_chance, retrieval_recall,
@@ -52,6 +52,19 @@ class Data2VecModelArguments:
     encode_unmasked_only: bool = field(default=False, metadata={
         "help": "data2vec 2.0: the image student encodes visible patches only, a conv decoder predicts the rest."})
     vocab_size: int = field(default=400, metadata={"help": "Byte-level BPE vocabulary trained on the training captions."})
+    hidden_size: int | None = field(default=None, metadata={
+        "help": "Fresh model: width H of the blocks (and of every input encoder's output); default: --model_size's."})
+    num_hidden_layers: int | None = field(default=None, metadata={
+        "help": "Fresh model: number of shared blocks; default: --model_size's."})
+    num_attention_heads: int | None = field(default=None, metadata={
+        "help": "Fresh model: attention heads per block (must divide H); default: --model_size's."})
+    intermediate_size: int | None = field(default=None, metadata={
+        "help": "Fresh model: hidden width of each FFN (expert); default: --model_size's."})
+
+
+# The flags that shape a fresh model, meaningless next to --model_name_or_path (a saved model keeps its own).
+FRESH_MODEL_FLAGS = ("model_size", "block_sharing", "num_fusion_layers", "cross_modal_loss", "num_mask_copies",
+                     "encode_unmasked_only", "vocab_size", *BLOCK_FIELDS)
 
 
 @dataclass
@@ -68,11 +81,15 @@ class Data2VecDataArguments:
         "help": "Built-in scenes: training rows (image, caption and spoken caption each)."})
     num_test_images: int = field(default=300, metadata={"help": "Built-in scenes: held-out rows."})
     modality_ratios: str = field(default="text=1,image=1,audio=1", metadata={
-        "help": "Relative frequency of unimodal batches of each modality, e.g. 'text=1,image=2,audio=1'."})
+        "help": "Relative frequency of unimodal batches of each modality, e.g. 'text=1,image=2,audio=1'. With "
+                "--paired_fraction 0, a modality left out is neither trained nor measured: 'text=1' trains and "
+                "measures a unimodal text data2vec."})
     paired_fraction: float = field(default=0.5, metadata={
         "help": "Share of batches that hold every modality of the same rows and add the cross-modal term."})
     no_pairs_baseline: bool = field(default=True, metadata={
         "help": "Also train the same model without paired batches, for the retrieval comparison."})
+    random_init_baseline: bool = field(default=True, metadata={
+        "help": "Also measure the probes of the network at its random initialisation (their baseline)."})
 
 
 @dataclass
@@ -207,6 +224,12 @@ def representation_report(model, processor, train, test, modalities=MODALITIES) 
     return report
 
 
+def trained_modalities(ratios: dict[str, float], paired_fraction: float) -> tuple[str, ...]:
+    """The modalities a run trains, in `MODALITIES` order: all of them with paired batches, else those with a
+    positive `--modality_ratios` weight."""
+    return MODALITIES if paired_fraction > 0 else tuple(m for m in MODALITIES if ratios.get(m, 0) > 0)
+
+
 def without_embeddings(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "embeddings"}
 
@@ -221,6 +244,12 @@ class Data2VecMultimodalRecipe(Recipe):
                   "one is carved from `train`.")
 
     def load_data(self, args):
+        # The first hook: a contradiction is refused before any data is made.
+        ignored = sorted(args.given & set(FRESH_MODEL_FLAGS)) if args.model.model_name_or_path else []
+        if ignored:
+            raise ValueError(f"--{', --'.join(ignored)} shape a fresh model, but --model_name_or_path "
+                             f"{args.model.model_name_or_path} loads a saved one with its own architecture: leave "
+                             "them out, or leave out --model_name_or_path to train a fresh model.")
         data = args.data
         options = ({"num_train": data.num_train_images, "num_test": data.num_test_images,
                     "image_size": data.image_size}
@@ -257,11 +286,18 @@ class Data2VecMultimodalRecipe(Recipe):
             cross_modal_loss=m.cross_modal_loss, num_mask_copies=m.num_mask_copies,
             encode_unmasked_only=m.encode_unmasked_only,
             ema_anneal_end_step=max(1, args.training.max_steps // 2),
+            **{name: getattr(m, name) for name in BLOCK_FIELDS if getattr(m, name) is not None},
         )
 
     def before_training(self, args, model, processor, data):
-        logger.info("Measuring the network at its random initialisation (the probes' baseline)")
-        args.random_init = representation_report(model, processor, data["train"], data["test"])
+        args.modalities = trained_modalities(args.ratios, args.data.paired_fraction)
+        if args.modalities != MODALITIES:
+            logger.info("Unimodal batches of %s only and no paired batches: training and measuring %s alone",
+                        "/".join(args.modalities), "/".join(args.modalities))
+        args.random_init = None
+        if args.data.random_init_baseline:
+            logger.info("Measuring the network at its random initialisation (the probes' baseline)")
+            args.random_init = representation_report(model, processor, data["train"], data["test"], args.modalities)
         return {}
 
     def collator(self, args, processor, data):
@@ -276,20 +312,24 @@ class Data2VecMultimodalRecipe(Recipe):
                                callbacks=self.callbacks(args, model, processor, data, checkpoint))
 
     def evaluate(self, args, trainer, model, processor, data):
-        trained = representation_report(model, processor, data["train"], data["test"])
+        trained = representation_report(model, processor, data["train"], data["test"], args.modalities)
         args.embeddings = trained.pop("embeddings")
         results = {
             "dataset": args.data.dataset_name,
             "train_rows": len(data["train"]), "test_rows": len(data["test"]),
             "block_sharing": model.config.block_sharing,
+            "num_fusion_layers": model.config.num_fusion_layers,
+            "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
+            "modalities": list(args.modalities),
             "paired_fraction": args.data.paired_fraction,
             "trained": trained,
             "teacher": without_embeddings(representation_report(model.teacher_encoder(), processor, data["train"],
-                                                                data["test"])),
-            "random_init": without_embeddings(args.random_init),
+                                                                data["test"], args.modalities)),
             "chance": retrieval_chance(len(data["test"]), data["test"]["concept"]),
             "history": [e for e in trainer.state.log_history if "loss" in e],
         }
+        if args.random_init is not None:
+            results["random_init"] = without_embeddings(args.random_init)
         if args.data.no_pairs_baseline and args.data.paired_fraction > 0:
             results["no_pairs"] = self.no_pairs_report(args, processor, data)
         return results
@@ -309,7 +349,7 @@ class Data2VecMultimodalRecipe(Recipe):
         trainer.save_model(training.output_dir)  # writes on the main process only
         if trainer.is_world_process_zero():
             processor.save_pretrained(training.output_dir)
-        report = representation_report(model, processor, data["train"], data["test"])
+        report = representation_report(model, processor, data["train"], data["test"], args.modalities)
         return without_embeddings(report)
 
     def figures(self, args, model, processor, data, results, out):
@@ -336,5 +376,6 @@ class Data2VecMultimodalRecipe(Recipe):
 DATA2VEC_MULTIMODAL_RECIPE = Data2VecMultimodalRecipe()
 main = DATA2VEC_MULTIMODAL_RECIPE.main
 
-__all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecTrainer", "ModalityBatchCollator", "TeacherUpdateCallback",
-           "encode_rows", "main", "representation_report"]
+__all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecDataArguments", "Data2VecTrainer", "ModalityBatchCollator",
+           "TeacherUpdateCallback", "encode_rows", "main", "parse_ratios", "representation_report",
+           "trained_modalities"]

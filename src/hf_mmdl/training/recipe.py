@@ -295,6 +295,8 @@ def training_summary(trainer: Trainer, train_result, model) -> dict:
     return {
         "num_parameters": model.num_parameters(),
         "train_runtime_s": train_result.metrics.get("train_runtime"),
+        # Optimizer steps per second of wall time (of this process's part of the run, when it resumed).
+        "train_steps_per_second": train_result.metrics.get("train_steps_per_second"),
         "train_epochs": trainer.state.epoch,
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
