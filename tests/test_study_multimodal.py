@@ -157,5 +157,5 @@ def test_a_unimodal_runs_own_table_shows_its_modality_without_baselines_or_retri
     results = json.loads((out / "runs" / "unimodal_audio" / "results.json").read_text())
     assert results["modalities"] == ["audio"] and "random_init" not in results and "no_pairs" not in results
     table = DATA2VEC_MULTIMODAL_RECIPE.results_table(results)
-    assert table.splitlines()[2].startswith("| audio | **") and table.splitlines()[2].count("—") == 2
+    assert table.splitlines()[2].startswith("| audio | ") and table.splitlines()[2].count("—") == 2
     assert len(table.splitlines()) == 3 and "retrieval" not in table
