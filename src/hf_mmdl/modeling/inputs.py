@@ -137,3 +137,10 @@ def check_class_labels(labels, name: str, shape: tuple[int, ...], num_classes: i
     if bool(bad.any()):
         raise ValueError(f"{name} hold {int(labels[bad][0])}, outside [0, {num_classes}) ({num_classes} {what}); use "
                          f"{ignore_index} for positions without a target.")
+
+
+def check_batch_sizes(sizes: dict[str, int], hint: str) -> None:
+    """Raise a ValueError listing `sizes` ({what: count}, e.g. {"captions": 4, "images": 3}) unless every count is the
+    same: inputs of one call are paired row by row. `hint` says what to pass instead."""
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"Batch mismatch: {', '.join(f'{n} {what}' for what, n in sizes.items())}; {hint}")

@@ -89,3 +89,16 @@ def sinusoid_position_table(num_positions: int, dim: int, padding_idx: int | Non
     if padding_idx is not None:
         table[padding_idx] = 0.0
     return table
+
+
+def torch_default_init_(module: nn.Module) -> bool:
+    """Re-draw a Conv2d or Linear as torch's constructors do (Kaiming-uniform weights with a = √5, bias uniform in
+    ±1/√fan_in) and return True; False for any other module. `post_init` of models whose published training started
+    from torch's defaults calls it, since transformers' `_init_weights` would otherwise use normal(0, 0.02)."""
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        return False
+    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+    if module.bias is not None:
+        bound = 1 / math.sqrt(module.weight[0].numel())
+        nn.init.uniform_(module.bias, -bound, bound)
+    return True

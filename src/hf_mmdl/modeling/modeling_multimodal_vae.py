@@ -38,6 +38,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast, ModelOutput
 
 from .configuration_multimodal_vae import MultimodalVAEConfig
 from .inputs import check_float_tensor, check_image_batch, check_token_ids, check_values, to_model_dtype
+from .layers import torch_default_init_
 from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
 
@@ -175,12 +176,9 @@ class MultimodalVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                fan_in = module.weight[0].numel()
-                init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        elif isinstance(module, nn.Embedding):
+        if torch_default_init_(module):
+            return
+        if isinstance(module, nn.Embedding):
             init.normal_(module.weight, std=self.config.initializer_range)
         elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
             init.ones_(module.weight)

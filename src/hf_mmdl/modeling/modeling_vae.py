@@ -26,6 +26,7 @@ from transformers.utils import logging
 
 from .configuration_vae import ImageVAEConfig
 from .inputs import check_image_batch, check_values, to_model_dtype
+from .layers import torch_default_init_
 from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
 
@@ -94,12 +95,9 @@ class ImageVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                fan_in = module.weight[0].numel()
-                init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        elif isinstance(module, nn.GroupNorm):
+        if torch_default_init_(module):
+            return
+        if isinstance(module, nn.GroupNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, ImageVAEModel) and module.log_scale is not None:

@@ -16,7 +16,6 @@ from .tokenization import (
     caption_tokenizer_from_vocab, train_bert_wordpiece, train_byte_level_bpe, train_caption_tokenizer, words_of,
 )
 from .processing_multimodal_vae import MultimodalVAEImageProcessor, MultimodalVAEProcessor
-from .tokenization import caption_tokenizer_from_vocab, train_byte_level_bpe, train_caption_tokenizer, words_of
 
 __all__ = [
     "AutoencoderImageProcessor",

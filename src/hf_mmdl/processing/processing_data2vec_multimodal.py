@@ -2,6 +2,7 @@
 
 from transformers import BatchFeature, PreTrainedTokenizerFast, ProcessorMixin, Wav2Vec2FeatureExtractor
 
+from ..modeling.inputs import check_batch_sizes
 from .audio_processing import validate_audio
 from .image_processing_autoencoders import AutoencoderImageProcessor
 from .tokenization import SavedTokenizerRequired, train_byte_level_bpe
@@ -98,9 +99,7 @@ class Data2VecMultimodalProcessor(SavedTokenizerRequired, ProcessorMixin):
             sizes["audio clips"] = len(clips)
         if not data:
             raise ValueError("Nothing to process: pass `text`, `images` and/or `audio`.")
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"Batch mismatch: {', '.join(f'{n} {what}' for what, n in sizes.items())}; paired inputs "
-                             "need one of each per example (process unpaired modalities in separate calls).")
+        check_batch_sizes(sizes, "paired inputs need one of each per example (process unpaired modalities in separate calls).")
         return BatchFeature(data, tensor_type=return_tensors)
 
     def _encode_text(self, text, padding, truncation: bool, max_length: int | None) -> dict:

@@ -10,6 +10,7 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import PILImageResampling
 from transformers.utils import cached_file
 
+from ..modeling.inputs import check_batch_sizes
 from .image_processing import has_transparency, validate_images
 from .image_processing_autoencoders import OUTPUT_TYPES, AutoencoderImageProcessor
 from .tokenization import SavedTokenizerRequired
@@ -189,8 +190,7 @@ class GlideProcessor(SavedTokenizerRequired, ProcessorMixin):
             sizes["low-resolution images"] = len(data["low_res"])
         if not data:
             raise ValueError("Nothing to process: pass `text`, `images`, `mask_images` and/or `low_res_images`.")
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"Batch mismatch: {', '.join(f'{n} {what}' for what, n in sizes.items())}; pass one of each per example.")
+        check_batch_sizes(sizes, "pass one of each per example.")
         return BatchFeature(data, tensor_type=return_tensors)
 
     def postprocess(self, images: torch.Tensor, output_type: str = "pil"):

@@ -3,6 +3,7 @@ ids back to PIL images and text."""
 
 from transformers import BatchFeature, PreTrainedTokenizerFast, ProcessorMixin
 
+from ..modeling.inputs import check_batch_sizes
 from .image_processing_autoencoders import AutoencoderImageProcessor
 from .tokenization import SavedTokenizerRequired, train_caption_tokenizer, words_of
 
@@ -77,9 +78,7 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
             sizes["images"] = len(data["pixel_values"])
         if not data:
             raise ValueError("Nothing to process: pass `text` and/or `images`.")
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"Batch mismatch: {', '.join(f'{n} {what}' for what, n in sizes.items())}; paired inputs "
-                             "need one of each per example (process unpaired modalities in separate calls).")
+        check_batch_sizes(sizes, "paired inputs need one of each per example (process unpaired modalities in separate calls).")
         return BatchFeature(data, tensor_type=return_tensors)
 
     def _encode_text(self, text, truncation: bool) -> dict:

@@ -3,6 +3,7 @@
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.image_utils import PILImageResampling
 
+from ..modeling.inputs import check_batch_sizes
 from .image_processing_autoencoders import AutoencoderImageProcessor
 from .tokenization import SavedTokenizerRequired
 
@@ -67,9 +68,7 @@ class VokenizerProcessor(SavedTokenizerRequired, ProcessorMixin):
             sizes["images"] = len(data["pixel_values"])
         if not data:
             raise ValueError("Nothing to process: pass `text` and/or `images`.")
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"Batch mismatch: {', '.join(f'{n} {what}' for what, n in sizes.items())}; paired inputs "
-                             "need one image per sentence (process unpaired inputs in separate calls).")
+        check_batch_sizes(sizes, "paired inputs need one image per sentence (process unpaired inputs in separate calls).")
         return BatchFeature(data, tensor_type=return_tensors)
 
     def _encode_text(self, text, padding, truncation: bool, max_length: int | None) -> dict:
