@@ -170,8 +170,8 @@ def plot(study: dict, out: Path) -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("The study's plots need matplotlib: pip install matplotlib (the package's `data` extra "
-                          "brings it through mlxtend).") from None
+        raise ImportError("The study's plots need matplotlib: pip install matplotlib (or the package's `data` "
+                          "extra).") from None
     random_init = study.get("random_init")
     panels = [*((m, [("probe", "linear probe"), ("nearest_neighbour", "1-NN")]) for m in MODALITIES),
               ("cross-modal retrieval", [("R@1_mean", "R@1, mean of 6 directions"),
