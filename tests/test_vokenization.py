@@ -153,6 +153,38 @@ def test_a_corpus_gets_an_aligned_vokens_column_cached_by_fingerprint(vokenizer,
     assert again["vokens"] == vokenized["vokens"]
 
 
+def test_sharding_a_corpus_across_two_processes_gives_the_one_process_column(vokenizer, model, processor):
+    corpus = datasets.Dataset.from_dict({"text": SENTENCES * 3})
+    threads = torch.get_num_threads()
+    one = vokenizer.vokenize_dataset(corpus, batch_size=2, with_scores=True)
+    two = vokenizer.vokenize_dataset(corpus, batch_size=2, with_scores=True, num_proc=2)
+    assert two["vokens"] == one["vokens"] and len(two) == len(corpus)
+    for a, b in zip(two["voken_scores"], one["voken_scores"]):
+        np.testing.assert_array_equal(np.array(a, dtype=float), np.array(b, dtype=float))  # NaN at specials in both
+    assert torch.get_num_threads() == threads  # the workers' one-thread setting stays in the workers
+    # An IVF index travels to the workers with its lists and nprobe.
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    revokenizer = ReVokenizer(ivf, train_byte_level_bpe(SENTENCES * 3, vocab_size=300, model_max_length=64))
+    assert (revokenizer.vokenize_dataset(corpus, batch_size=2, num_proc=2)["vokens"]
+            == revokenizer.vokenize_dataset(corpus, batch_size=2)["vokens"])
+
+
+def test_a_pickled_vokenizer_searches_as_the_original(model, processor, vokenizer):
+    import pickle
+
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    copy = pickle.loads(pickle.dumps(ivf))
+    assert copy.index.nprobe == 1 and copy.index.nlist == 2 and copy.fingerprint == ivf.fingerprint
+    for a, b in zip(copy.vokenize(SENTENCES, top_k=3), ivf.vokenize(SENTENCES, top_k=3)):
+        np.testing.assert_array_equal(a.vokens, b.vokens)
+
+
+@pytest.mark.parametrize("num_proc", [0, -1, 1.5, True])
+def test_a_bad_num_proc_is_refused(vokenizer, num_proc):
+    with pytest.raises(ValueError, match="num_proc must be a positive int"):
+        vokenizer.vokenize_dataset(datasets.Dataset.from_dict({"text": SENTENCES}), num_proc=num_proc)
+
+
 def test_align_by_overlap_picks_the_highest_intersection_over_union():
     source = [(0, 0), (0, 3), (3, 5), (6, 9), (10, 12), (0, 0)]
     target = [(0, 0), (0, 5), (6, 7), (7, 12), (13, 14), (0, 0)]

@@ -148,17 +148,28 @@ class _DatasetVokenizing:
     """`vokenize_dataset` for any object with `vokenize(sentences, top_k)` and a `fingerprint`."""
 
     def vokenize_dataset(self, dataset, text_column: str = "text", top_k: int = 1, with_scores: bool = False,
-                         batch_size: int = 256, desc: str = "Vokenizing", **map_kwargs):
+                         batch_size: int = 256, num_proc: int | None = None, desc: str = "Vokenizing", **map_kwargs):
         """`dataset` (a `datasets.Dataset`) with a `vokens` column added by `Dataset.map` (batched, with a progress
         bar): row r's vokens are aligned with `tokenizer(row[text_column])`'s tokens (`-100` at special tokens), as
         lists of ints (lists of `top_k` ints with `top_k > 1`); `with_scores` adds a `voken_scores` column alike.
         The map's fingerprint is derived from the dataset's and this object's (model weights, tokenizer, keys, index
         settings), so a dataset stored on disk is vokenized once and then read from the datasets cache.
 
+        `num_proc` > 1 shards the corpus across that many worker processes (`Dataset.map(num_proc=...)`), each with
+        its own copy of the matcher and index (sent pickled) running torch and faiss on one thread: the processes
+        are the parallelism, and more threads each would oversubscribe the cores (OpenMP thread pools also do not
+        survive the fork that starts the workers). The column is the same as with one process. The model must be on
+        the CPU for this (CUDA cannot be used in forked workers).
+
         Raises ValueError for a missing `text_column` (naming the columns there are), an existing `vokens` column,
-        and an empty or blank text (naming its row)."""
+        an empty or blank text (naming its row), `num_proc` < 1, and `num_proc` > 1 with a model off the CPU."""
         from datasets.fingerprint import Hasher
 
+        if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+            raise ValueError(f"num_proc must be a positive int (processes to shard the corpus across), got {num_proc!r}.")
+        if (num_proc or 1) > 1 and self.device.type != "cpu":
+            raise ValueError(f"num_proc={num_proc} shards the corpus across forked CPU processes, but the matcher is on "
+                             f"{self.device}: vokenize on the GPU with num_proc=None, or move the model to the CPU.")
         if text_column not in dataset.column_names:
             raise ValueError(f"The dataset has no column {text_column!r}; its columns are {dataset.column_names}. Pass "
                              "text_column=...")
@@ -167,7 +178,12 @@ class _DatasetVokenizing:
             raise ValueError(f"The dataset already has the column(s) {clash}; remove them first "
                              "(dataset.remove_columns) rather than have them overwritten.")
 
+        parent = os.getpid()
+
         def vokenize_rows(batch, indices):
+            if os.getpid() != parent:  # a worker process of num_proc > 1 (see the docstring)
+                torch.set_num_threads(1)
+                faiss.omp_set_num_threads(1)
             texts = batch[text_column]
             for index, text in zip(indices, texts):
                 if not isinstance(text, str) or not text.strip():
@@ -181,7 +197,7 @@ class _DatasetVokenizing:
 
         fingerprint = Hasher.hash([dataset._fingerprint, self.fingerprint, text_column, top_k, with_scores])
         return dataset.map(vokenize_rows, batched=True, batch_size=batch_size, with_indices=True, desc=desc,
-                           new_fingerprint=fingerprint, **map_kwargs)
+                           num_proc=num_proc, new_fingerprint=fingerprint, **map_kwargs)
 
 
 class Vokenizer(_DatasetVokenizing):
@@ -286,6 +302,23 @@ class Vokenizer(_DatasetVokenizing):
     @property
     def num_images(self) -> int:
         return len(self.keys)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def __getstate__(self) -> dict:
+        # What `vokenize_dataset(num_proc=...)` sends to its worker processes. faiss indexes are SWIG objects that
+        # pickle cannot write: they travel as faiss' own serialization. The model travels as its config and weights
+        # (forward hooks that transformers installs are local functions pickle cannot write either).
+        return self.__dict__ | {"index": faiss.serialize_index(self.index),
+                                "model": (self.model.config, self.model.state_dict(), self.model.dtype)}
+
+    def __setstate__(self, state: dict) -> None:
+        config, weights, dtype = state["model"]
+        model = VokenizerModel(config).to(dtype)
+        model.load_state_dict(weights)
+        self.__dict__.update(state | {"index": faiss.deserialize_index(state["index"]), "model": model.eval()})
 
     def search(self, queries: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(scores, image indices) of the `top_k` keys of highest inner product with each (n, joint_dim) query."""
@@ -424,6 +457,10 @@ class ReVokenizer(_DatasetVokenizing):
             raise TypeError(f"vokenizer must be a Vokenizer, got {type(vokenizer).__name__}.")
         _check_fast_tokenizer(tokenizer, "target tokenizer")
         self.vokenizer, self.tokenizer = vokenizer, tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.vokenizer.device
 
     @property
     def fingerprint(self) -> str:
