@@ -221,3 +221,33 @@ def test_continuing_a_saved_model_applies_given_flags_and_refuses_another_voken_
     assert (saved["mlm_ratio"], saved["voken_labels"]) == (0.5, "mask") and results["voken_labels"] == "mask"
     with pytest.raises(ValueError, match=f"classifies {VOKEN_SIZE} vokens"):
         run([*continued[:-4], "--voken_size", "5", "--output_dir", str(tmp_path / "third")])
+
+
+def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(corpus, tokenizer_folder, tmp_path):
+    """`hf-mmdl train voken_lm` under Accelerate on CPU: `--bf16` autocast, and two processes (torchrun, gloo)."""
+    import os
+
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+
+    def train(folder, *extra, launcher=(sys.executable, "-m")):
+        argv = tiny_run(corpus, tokenizer_folder, folder, "--max_steps", "4", "--save_strategy", "no",
+                        "--logging_steps", "1", "--seed", "3", *extra)
+        run = subprocess.run([*launcher, "hf_mmdl.cli", "train", "voken_lm", *argv], check=True, capture_output=True,
+                             env=env, text=True)
+        return json.loads((folder / "results.json").read_text())["history"], run
+
+    bf16, _ = train(tmp_path / "bf16", "--bf16")
+    fp32, _ = train(tmp_path / "fp32")
+    assert [e["step"] for e in bf16] == [e["step"] for e in fp32] == [1, 2, 3, 4]
+    assert torch.isfinite(torch.tensor([e["loss"] for e in bf16 + fp32])).all()
+    # bf16 autocast must have run (another loss) and stay close to float32 (bf16 keeps 8 mantissa bits, eps 3.9e-3).
+    assert bf16[-1]["loss"] != fp32[-1]["loss"]
+    assert abs(bf16[-1]["loss"] - fp32[-1]["loss"]) < 2e-2 * abs(fp32[-1]["loss"])
+
+    two, run = train(tmp_path / "two", "--per_device_train_batch_size", "4",
+                     launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", "29561", "-m"))
+    assert torch.isfinite(torch.tensor([e["loss"] for e in two])).all() and len(two) == 4
+    # 2 processes × 4 rows per step see as many rows as one process × 8: the same share of an epoch.
+    assert two[-1]["epoch"] == pytest.approx(fp32[-1]["epoch"]), run.stderr[-2000:]
+    assert AutoModelForMaskedLM.from_pretrained(tmp_path / "two").config.voken_size == VOKEN_SIZE
