@@ -10,7 +10,8 @@ import torch
 from hf_mmdl import VokenizerModel, VokenizerProcessor
 from hf_mmdl.processing import VokenizerImageProcessor, train_bert_wordpiece, train_byte_level_bpe
 from hf_mmdl.vokenization import (
-    IGNORE, INDEX_FILE, ReVokenizer, Vokenizer, align_by_overlap, build_index, segment_lengths,
+    IGNORE, INDEX_CONFIG_FILE, INDEX_FILE, KEYS_FILE, THUMBNAILS_FILE, ReVokenizer, Vokenizer, align_by_overlap,
+    build_index, segment_lengths,
 )
 
 from test_vokenizer_modeling import tiny_config, tiny_text_config
@@ -266,6 +267,51 @@ def test_a_missing_index_file_is_named(vokenizer, tmp_path):
         Vokenizer.from_pretrained(tmp_path)
     with pytest.raises(OSError, match="neither a local folder nor a Hub repository"):
         Vokenizer.from_pretrained(tmp_path / "no-such-folder")
+
+
+def test_thumbnails_are_kept_saved_and_reloaded_and_a_stale_file_is_removed(model, processor, images, vokenizer,
+                                                                           tmp_path):
+    with_thumbnails = Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=12, batch_size=4)
+    assert with_thumbnails.thumbnails.shape == (10, 12, 12, 3) and with_thumbnails.thumbnails.dtype == np.uint8
+    # A centre crop of the image, shrunk: its mean colour is the image's centre's.
+    expected = np.asarray(images[4])[:, 2:38].reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(with_thumbnails.thumbnails[4].reshape(-1, 3).mean(0), expected, atol=6)
+    assert with_thumbnails.thumbnail(4).size == (12, 12) and vokenizer.thumbnail(4) is None
+    with_thumbnails.save_pretrained(tmp_path)
+    np.testing.assert_array_equal(Vokenizer.from_pretrained(tmp_path).thumbnails, with_thumbnails.thumbnails)
+    vokenizer.save_pretrained(tmp_path)  # another key store saved over it: its thumbnails would show wrong images
+    assert not (tmp_path / THUMBNAILS_FILE).exists() and Vokenizer.from_pretrained(tmp_path).thumbnails is None
+    with pytest.raises(ValueError, match="thumbnail_size must be a positive int"):
+        Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=0)
+    with pytest.raises(ValueError, match=r"thumbnails must be a uint8 \(num_images=10"):
+        Vokenizer(model, processor, vokenizer.keys, thumbnails=with_thumbnails.thumbnails[:3])
+    with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
+        with_thumbnails.thumbnail(10)
+
+
+@pytest.mark.parametrize("name, damage", [
+    (KEYS_FILE, "truncate"), (INDEX_FILE, "truncate"), (INDEX_CONFIG_FILE, "truncate"), (KEYS_FILE, "garbage"),
+    (INDEX_FILE, "garbage"), (THUMBNAILS_FILE, "truncate"),
+])
+def test_a_damaged_key_store_file_is_named(model, processor, images, tmp_path, name, damage):
+    Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=8).save_pretrained(tmp_path)
+    path = tmp_path / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00not a key store file" * 8)
+    with pytest.raises(ValueError, match=f"{name} cannot be read .* damaged or truncated"):
+        Vokenizer.from_pretrained(tmp_path)
+
+
+def test_key_store_files_of_different_saves_are_refused(model, processor, vokenizer, tmp_path):
+    vokenizer.save_pretrained(tmp_path / "flat")
+    Vokenizer(model, processor, vokenizer.keys[:8], index_type="ivf", nlist=2, nprobe=1).save_pretrained(tmp_path / "ivf")
+    (tmp_path / "flat" / INDEX_FILE).write_bytes((tmp_path / "ivf" / INDEX_FILE).read_bytes())
+    with pytest.raises(ValueError, match="different saves"):
+        Vokenizer.from_pretrained(tmp_path / "flat")
+    for name in (KEYS_FILE, "voken_image_ids.txt"):  # 10 keys and ids beside an index of 8
+        (tmp_path / "ivf" / name).write_bytes((tmp_path / "flat" / name).read_bytes())
+    with pytest.raises(ValueError, match="not built together"):
+        Vokenizer.from_pretrained(tmp_path / "ivf")
 
 
 def test_a_key_store_of_other_image_weights_is_refused(vokenizer, tmp_path):

@@ -22,17 +22,22 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import PIL.Image
+import PIL.ImageOps
 import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from .modeling import VokenizerModel
+from .processing.image_processing import to_rgb, validate_images
 from .processing.processing_vokenizer import VokenizerProcessor, check_sentences
 
 KEYS_FILE = "voken_keys.safetensors"
 INDEX_FILE = "voken_index.faiss"
 IMAGE_IDS_FILE = "voken_image_ids.txt"
 INDEX_CONFIG_FILE = "voken_index_config.json"
+THUMBNAILS_FILE = "voken_thumbnails.safetensors"  # optional: small copies of the images, for showing vokens
+KEY_STORE_FILES = (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE)
 INDEX_TYPES = ("flat", "ivf")
 MAX_TOKENS = 128  # the released code's longest segment, [CLS] and [SEP] included
 IGNORE = -100  # the voken of special tokens (and of tokens no source token overlaps, in revokenization)
@@ -211,15 +216,18 @@ class Vokenizer(_DatasetVokenizing):
         index_type, nlist, nprobe: the faiss index ([`build_index`]).
         max_tokens: longest segment fed to the matcher, [CLS] and [SEP] included (default: 128, or the BERT's
             position table if shorter).
+        thumbnails: optional uint8 (num_images, side, side, 3) RGB copies of the images, one per key, to show what a
+            voken is (`thumbnail(voken)`, the demo); [`Vokenizer.build`] makes them with `thumbnail_size`.
 
     Raises TypeError for a model or processor of another kind or a slow tokenizer, and ValueError for keys of another
     width than the model's `joint_dim`, non-finite keys, ids of another count, a tokenizer whose vocabulary exceeds
-    the model's embedding table, or a `max_tokens` the model has no positions for.
+    the model's embedding table, a `max_tokens` the model has no positions for, or thumbnails of another count or
+    layout than (num_images, side, side, 3) uint8.
     """
 
     def __init__(self, model: VokenizerModel, processor: VokenizerProcessor, keys, image_ids: list[str] | None = None,
                  index_type: str = "flat", nlist: int | None = None, nprobe: int = 8, max_tokens: int | None = None,
-                 index=None):
+                 index=None, thumbnails: np.ndarray | None = None):
         if not isinstance(model, VokenizerModel):
             raise TypeError(f"model must be a VokenizerModel, got {type(model).__name__}.")
         tokenizer = getattr(processor, "tokenizer", None)
@@ -243,6 +251,13 @@ class Vokenizer(_DatasetVokenizing):
         image_ids = [str(i) for i in range(len(keys))] if image_ids is None else [str(i) for i in image_ids]
         if len(image_ids) != len(keys):
             raise ValueError(f"{len(image_ids)} image ids for {len(keys)} keys: pass one id per key.")
+        if thumbnails is not None:
+            thumbnails = np.asarray(thumbnails)
+            if (thumbnails.dtype != np.uint8 or thumbnails.ndim != 4 or thumbnails.shape[3] != 3
+                    or thumbnails.shape[1] != thumbnails.shape[2] or len(thumbnails) != len(keys)):
+                raise ValueError(f"thumbnails must be a uint8 (num_images={len(keys)}, side, side, 3) RGB array, got "
+                                 f"{thumbnails.dtype} {thumbnails.shape}.")
+        self.thumbnails = thumbnails
         self.model, self.processor, self.tokenizer = model.eval(), processor, tokenizer
         self.keys, self.image_ids = np.ascontiguousarray(keys, dtype=np.float32), image_ids
         self.index_type, self.nprobe = index_type, nprobe
@@ -255,14 +270,20 @@ class Vokenizer(_DatasetVokenizing):
 
     @classmethod
     def build(cls, model: VokenizerModel, processor: VokenizerProcessor, images, image_column: str = "image",
-              id_column: str | None = None, batch_size: int = 32, show_progress: bool = True, **kwargs) -> "Vokenizer":
+              id_column: str | None = None, batch_size: int = 32, show_progress: bool = True,
+              thumbnail_size: int | None = None, **kwargs) -> "Vokenizer":
         """Compute the key store g(x) of an image set with the model and index it.
 
         `images` is a `datasets.Dataset` with an image column (`image_column`; ids from `id_column`, else the row
         numbers) or a list of images (PIL images or arrays, under the package's image rules). Keys are computed in
-        batches of `batch_size` under `torch.no_grad()`, with a progress bar. Other keywords go to [`Vokenizer`]
-        (`image_ids`, `index_type`, `nlist`, `nprobe`, `max_tokens`). Raises ValueError for no images or a missing
-        column."""
+        batches of `batch_size` under `torch.no_grad()`, with a progress bar. `thumbnail_size` (pixels) also keeps a
+        square centre-cropped RGB copy of every image that size, saved with the key store (`voken_thumbnails.
+        safetensors`: 50,000 images at 32 px take 150 MB) so that vokens can be shown (the demo). Other keywords go to
+        [`Vokenizer`] (`image_ids`, `index_type`, `nlist`, `nprobe`, `max_tokens`). Raises ValueError for no images, a
+        missing column or a `thumbnail_size` below 1."""
+        if thumbnail_size is not None and (isinstance(thumbnail_size, bool) or not isinstance(thumbnail_size, int)
+                                           or thumbnail_size < 1):
+            raise ValueError(f"thumbnail_size must be a positive int (pixels) or None, got {thumbnail_size!r}.")
         if hasattr(images, "column_names"):
             missing = [c for c in (image_column, id_column) if c is not None and c not in images.column_names]
             if missing:
@@ -276,13 +297,18 @@ class Vokenizer(_DatasetVokenizing):
         if len(images) == 0:
             raise ValueError("The image set is empty: the key store needs at least one image.")
         model.eval()
-        keys = []
+        keys, thumbnails = [], []
         device = model.device
         with torch.no_grad():
             for start in tqdm(range(0, len(images), batch_size), desc="Image keys", disable=not show_progress):
-                pixel_values = processor(images=rows(start))["pixel_values"].to(device)
+                batch = rows(start)
+                pixel_values = processor(images=batch)["pixel_values"].to(device)
                 keys.append(model.get_image_keys(pixel_values).float().cpu())
-        return cls(model, processor, torch.cat(keys), **kwargs)
+                if thumbnail_size:
+                    thumbnails += [np.asarray(PIL.ImageOps.fit(to_rgb(image), (thumbnail_size, thumbnail_size),
+                                                               PIL.Image.Resampling.BICUBIC))
+                                   for image in validate_images(batch)]
+        return cls(model, processor, torch.cat(keys), thumbnails=np.stack(thumbnails) if thumbnails else None, **kwargs)
 
     @property
     def fingerprint(self) -> str:
@@ -306,6 +332,14 @@ class Vokenizer(_DatasetVokenizing):
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def thumbnail(self, voken: int) -> PIL.Image.Image | None:
+        """The RGB thumbnail of image `voken` (an index into the key store), or None when none were kept."""
+        if self.thumbnails is None:
+            return None
+        if not 0 <= int(voken) < self.num_images:
+            raise ValueError(f"voken {voken} is outside [0, {self.num_images}) (the key store's images).")
+        return PIL.Image.fromarray(self.thumbnails[int(voken)])
 
     def __getstate__(self) -> dict:
         # What `vokenize_dataset(num_proc=...)` sends to its worker processes. faiss indexes are SWIG objects that
@@ -390,7 +424,8 @@ class Vokenizer(_DatasetVokenizing):
 
     def save_pretrained(self, save_directory) -> None:
         """Write the model, processor, keys (`voken_keys.safetensors`), faiss index (`voken_index.faiss`), image ids
-        (`voken_image_ids.txt`, one per line) and index settings (`voken_index_config.json`) to one folder."""
+        (`voken_image_ids.txt`, one per line), index settings (`voken_index_config.json`) and, when kept, thumbnails
+        (`voken_thumbnails.safetensors`) to one folder (a thumbnails file of an earlier save there is removed)."""
         folder = Path(save_directory)
         if folder.is_file():
             raise FileExistsError(f"Cannot save the Vokenizer to {folder}: it is an existing file. Pass a folder path.")
@@ -405,12 +440,19 @@ class Vokenizer(_DatasetVokenizing):
                         num_images=self.num_images, joint_dim=int(self.keys.shape[1]),
                         image_side_sha256=_weights_sha256(self.model.visn_model))
         (folder / INDEX_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        if self.thumbnails is not None:
+            save_file({"thumbnails": np.ascontiguousarray(self.thumbnails)}, str(folder / THUMBNAILS_FILE))
+        elif (folder / THUMBNAILS_FILE).exists():  # another image set's: it would show the wrong images
+            (folder / THUMBNAILS_FILE).unlink()
 
     @classmethod
     def from_pretrained(cls, folder, nprobe: int | None = None, **model_kwargs) -> "Vokenizer":
-        """Load what `save_pretrained` wrote (a local folder, or a Hub repository id, downloaded whole) (the stored index is used as is; `nprobe` changes an IVF index's search
-        breadth). Raises FileNotFoundError naming the missing files, ValueError when keys, ids and index disagree or the
-        keys were computed by other image-side weights than the folder's model."""
+        """Load what `save_pretrained` wrote (a local folder, or a Hub repository id, downloaded whole). The stored
+        index is used as is; `nprobe` changes an IVF index's search breadth.
+
+        Raises FileNotFoundError naming the missing key store files, ValueError naming a key store file that cannot
+        be read (truncated or damaged), and ValueError when keys, ids, thumbnails and index disagree or the keys were
+        computed by other image-side weights than the folder's model."""
         folder = Path(os.fspath(folder))
         if not folder.is_dir():  # a Hub repository id: fetch the whole folder (keys and index are not model files)
             from huggingface_hub import snapshot_download
@@ -420,27 +462,52 @@ class Vokenizer(_DatasetVokenizing):
             except Exception as error:
                 raise OSError(f"{folder} is neither a local folder nor a Hub repository that can be downloaded "
                               f"({type(error).__name__}: {error}).") from error
-        missing = [name for name in (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE) if not (folder / name).is_file()]
+        missing = [name for name in KEY_STORE_FILES if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} lacks the key store file(s) {missing}: it is not a saved Vokenizer (save "
                                     "one with Vokenizer.save_pretrained, or build it with Vokenizer.build).")
-        settings = json.loads((folder / INDEX_CONFIG_FILE).read_text())
+        settings = _read_key_store_file(folder, INDEX_CONFIG_FILE, lambda path: _index_settings(path))
         model = VokenizerModel.from_pretrained(folder, **model_kwargs)
         processor = VokenizerProcessor.from_pretrained(folder)
         if settings["image_side_sha256"] != _weights_sha256(model.visn_model):
             raise ValueError(f"The key store in {folder} was computed by other image-side weights than the model saved "
                              "there now (was the model saved again after more training?): rebuild it with "
                              "Vokenizer.build(model, processor, images) and save that.")
-        keys = load_file(str(folder / KEYS_FILE))["keys"]
-        image_ids = (folder / IMAGE_IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1]
-        index = faiss.read_index(str(folder / INDEX_FILE))
+        keys = _read_key_store_file(folder, KEYS_FILE, lambda path: load_file(str(path))["keys"])
+        image_ids = _read_key_store_file(folder, IMAGE_IDS_FILE,
+                                         lambda path: path.read_text(encoding="utf-8").split("\n")[:-1])
+        index = _read_key_store_file(folder, INDEX_FILE, lambda path: faiss.read_index(str(path)))
+        thumbnails = (_read_key_store_file(folder, THUMBNAILS_FILE, lambda path: load_file(str(path))["thumbnails"])
+                      if (folder / THUMBNAILS_FILE).is_file() else None)
+        if hasattr(index, "nlist") != (settings["index_type"] == "ivf"):
+            raise ValueError(f"{folder / INDEX_FILE} holds a {type(index).__name__} but {INDEX_CONFIG_FILE} says "
+                             f"{settings['index_type']!r}: the files come from different saves. Save the Vokenizer again.")
         nprobe = nprobe or settings["nprobe"]
         if settings["index_type"] == "ivf":
             if not 1 <= nprobe <= index.nlist:
                 raise ValueError(f"nprobe={nprobe} must lie in [1, nlist={index.nlist}].")
             index.nprobe = nprobe
         return cls(model, processor, keys, image_ids=image_ids, index_type=settings["index_type"], nprobe=nprobe,
-                   max_tokens=settings["max_tokens"], index=index)
+                   max_tokens=settings["max_tokens"], index=index, thumbnails=thumbnails)
+
+
+def _index_settings(path: Path) -> dict:
+    settings = json.loads(path.read_text())
+    missing = {"index_type", "nprobe", "max_tokens", "image_side_sha256"} - set(settings)
+    if missing or settings["index_type"] not in INDEX_TYPES:
+        raise KeyError(f"missing or unknown entries: {sorted(missing) or settings['index_type']}")
+    return settings
+
+
+def _read_key_store_file(folder: Path, name: str, read):
+    """`read(folder / name)`, with any failure to parse the file (truncated, damaged, of another format) raised as a
+    ValueError that names the file."""
+    try:
+        return read(folder / name)
+    except Exception as error:  # safetensors, faiss, json and text decoding each raise their own kinds
+        raise ValueError(f"{folder / name} cannot be read ({type(error).__name__}: {error}); the key store file is "
+                         "damaged or truncated. Save the Vokenizer again (Vokenizer.save_pretrained), or rebuild it "
+                         "with Vokenizer.build.") from error
 
 
 class ReVokenizer(_DatasetVokenizing):
