@@ -60,6 +60,7 @@ VOKENIZER = Architecture(
         AutoEntry(ResNeXtConfig, task_models={AutoBackbone: ResNeXtBackbone}),
     ),
     card=CARD,
+    demo="hf_mmdl.demos.vokenizer:build_demo",
     converters=(Converter(
         name="vokenizer-matcher",
         help="The released Vokenizer matcher's `BEST.pth` state dict (BERT + ResNeXt-101 32x8d + MLPs) into a "
