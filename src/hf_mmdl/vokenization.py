@@ -25,6 +25,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -499,6 +500,12 @@ def _index_settings(path: Path) -> dict:
     return settings
 
 
+def _thumbnail_side(path: Path) -> int:
+    """The side of the thumbnails in a thumbnails file, read from its header (the pixels are not loaded)."""
+    with safe_open(str(path), framework="numpy") as file:
+        return int(file.get_slice("thumbnails").get_shape()[1])
+
+
 def _read_key_store_file(folder: Path, name: str, read):
     """`read(folder / name)`, with any failure to parse the file (truncated, damaged, of another format) raised as a
     ValueError that names the file."""
@@ -553,5 +560,29 @@ class ReVokenizer(_DatasetVokenizing):
         return results
 
 
+def key_store_card_section(folder) -> str:
+    """The model card's markdown on the key store saved beside a matcher in `folder` (or on its absence): what
+    `hf-mmdl push` uploads with the model so that `Vokenizer.from_pretrained(repo_id)` works."""
+    folder = Path(folder)
+    if any(not (folder / name).is_file() for name in KEY_STORE_FILES):
+        return ("## Key store\n\nThis folder holds the matcher only, without a key store, so it cannot vokenize as it "
+                "is: build one over an image set with `Vokenizer.build(model, processor, images)` and save it with "
+                "`Vokenizer.save_pretrained`.")
+    settings = _read_key_store_file(folder, INDEX_CONFIG_FILE, _index_settings)
+    index = ("an exact inner-product index (`IndexFlatIP`)" if settings["index_type"] == "flat" else
+             f"an IVF index of {settings['nlist']} k-means lists, {settings['nprobe']} searched per token by default "
+             "(`Vokenizer.from_pretrained(..., nprobe=...)` changes it)")
+    thumbnails = ""
+    if (folder / THUMBNAILS_FILE).is_file():
+        side = _read_key_store_file(folder, THUMBNAILS_FILE, _thumbnail_side)
+        thumbnails = f", {side}×{side}-pixel thumbnails of the images (`{THUMBNAILS_FILE}`)"
+    return (f"## Key store\n\nBeside the matcher, this repository holds the key store it vokenizes with: the "
+            f"unit-length keys of {settings['num_images']:,} images in the {settings['joint_dim']}-dimensional joint "
+            f"space (`{KEYS_FILE}`), {index} (`{INDEX_FILE}`), one image id per key (`{IMAGE_IDS_FILE}`; a voken v "
+            f"names the image on line v + 1) and the index settings (`{INDEX_CONFIG_FILE}`){thumbnails}. "
+            "`Vokenizer.from_pretrained` loads them all and checks that the keys were computed by this model's image "
+            "side.")
+
+
 __all__ = ["IGNORE", "ReVokenizer", "VokenizedSentence", "Vokenizer", "align_by_overlap", "build_index",
-           "segment_lengths"]
+           "key_store_card_section", "segment_lengths"]

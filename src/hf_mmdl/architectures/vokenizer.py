@@ -49,6 +49,7 @@ CARD = CardText(
     ),
     intended_use="Research on visually grounded supervision of language models (vokenization of text corpora).",
     evaluation=vokenizer_metrics_section,
+    folder_section="hf_mmdl.vokenization:key_store_card_section",
 )
 
 VOKENIZER = Architecture(
