@@ -17,6 +17,7 @@ from hf_mmdl.training.voken_lm import (
 )
 
 from interruption import kill_once_written
+from hf_mmdl.processing import train_bert_wordpiece
 from voken_lm_helpers import SENTENCES, tiny_tokenizer
 
 VOKEN_SIZE = 7
@@ -156,6 +157,28 @@ def test_bad_corpus_rows_are_refused_naming_the_row(change, match):
     rows = datasets.Dataset.from_dict({"text": texts, "vokens": vokens})
     with pytest.raises(ValueError, match=match):
         tokenize_with_vokens(rows, tokenizer, max_seq_length=32, voken_size=VOKEN_SIZE)
+
+
+def test_vokens_written_for_another_tokenizer_are_refused():
+    """A corpus vokenized with one WordPiece vocabulary, pre-trained with another: the token counts differ."""
+    other = train_bert_wordpiece(["completely different words for another vocabulary entirely"] * 5 + SENTENCES[:1],
+                                 vocab_size=80, model_max_length=64)
+    rows = datasets.Dataset.from_dict({"text": SENTENCES[:2], "vokens": [vokens_for(tiny_tokenizer(), t)
+                                                                         for t in SENTENCES[:2]]})
+    assert len(other(SENTENCES[0])["input_ids"]) != len(rows[0]["vokens"])
+    with pytest.raises(ValueError, match="Row 0: .* vokens for .* tokens.*--tokenizer_name of the vokenizer"):
+        tokenize_with_vokens(rows, other, max_seq_length=32, voken_size=VOKEN_SIZE)
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_anything_is_written(corpus, tokenizer_folder,
+                                                                                            tmp_path):
+    run(tiny_run(corpus, tokenizer_folder, tmp_path / "saved", "--max_steps", "1"))
+    bigger = tmp_path / "bigger_tokenizer"
+    train_bert_wordpiece(SENTENCES * 3 + ["zebra giraffe quantum xylophone"] * 3, vocab_size=200).save_pretrained(bigger)
+    out = tmp_path / "continued"
+    with pytest.raises(ValueError, match="tokenizer has .* tokens but the model's vocabulary .*model's own tokenizer"):
+        run(tiny_run(corpus, bigger, out, "--max_steps", "1", "--model_name_or_path", str(tmp_path / "saved")))
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize("flags, match", [

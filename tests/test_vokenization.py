@@ -230,6 +230,29 @@ def test_top_k_larger_than_the_image_set_is_refused(vokenizer):
         vokenizer.vokenize("a cat", top_k=0)
 
 
+def test_an_ivf_search_whose_probed_lists_hold_fewer_than_top_k_keys_is_refused(model, processor, vokenizer):
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    with pytest.raises(ValueError, match="probed IVF lists held fewer than top_k=10 keys.*raise nprobe"):
+        ivf.vokenize(SENTENCES[0], top_k=10)
+
+
+def test_sharding_across_processes_is_refused_for_a_model_off_the_cpu(model, processor, vokenizer):
+    with torch.device("meta"):  # stands for a GPU: any device forked workers cannot use
+        elsewhere = VokenizerModel(model.config)
+    sharded = Vokenizer(elsewhere, processor, vokenizer.keys)
+    with pytest.raises(ValueError, match="num_proc=2 shards the corpus across forked CPU processes, but the matcher is on meta"):
+        sharded.vokenize_dataset(datasets.Dataset.from_dict({"text": SENTENCES}), num_proc=2)
+
+
+def test_a_corpus_refused_at_a_late_row_leaves_no_cache_file(vokenizer, tmp_path):
+    datasets.Dataset.from_dict({"text": SENTENCES * 2 + [" "]}).save_to_disk(str(tmp_path / "corpus"))
+    corpus = datasets.load_from_disk(str(tmp_path / "corpus"))
+    before = sorted(p.name for p in (tmp_path / "corpus").iterdir())
+    with pytest.raises(ValueError, match="Row 8 of column 'text'"):
+        vokenizer.vokenize_dataset(corpus, batch_size=4)
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == before
+
+
 def test_a_tokenizer_that_is_not_the_matchers_is_refused(model, vokenizer):
     bigger = train_bert_wordpiece(SENTENCES + ["completely different words here"] * 20, vocab_size=500)
     with pytest.raises(ValueError, match="not the matcher's tokenizer"):
