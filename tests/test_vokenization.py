@@ -1,6 +1,8 @@
 """Retrieval with the Vokenizer matcher: key stores, faiss indexes, per-token vokens, segmentation, corpora,
 save/load, and revokenization to another tokenizer."""
 
+from pathlib import Path
+
 import datasets
 import numpy as np
 import PIL.Image
@@ -154,11 +156,17 @@ def test_a_corpus_gets_an_aligned_vokens_column_cached_by_fingerprint(vokenizer,
     assert again["vokens"] == vokenized["vokens"]
 
 
-def test_sharding_a_corpus_across_two_processes_gives_the_one_process_column(vokenizer, model, processor):
-    corpus = datasets.Dataset.from_dict({"text": SENTENCES * 3})
+def test_sharding_a_corpus_across_two_processes_gives_the_one_process_column(vokenizer, model, processor, tmp_path):
+    datasets.Dataset.from_dict({"text": SENTENCES * 3}).save_to_disk(str(tmp_path / "corpus"))
+    corpus = datasets.load_from_disk(str(tmp_path / "corpus"))
     threads = torch.get_num_threads()
-    one = vokenizer.vokenize_dataset(corpus, batch_size=2, with_scores=True)
     two = vokenizer.vokenize_dataset(corpus, batch_size=2, with_scores=True, num_proc=2)
+    # One process, on an in-memory copy: its own map, not a read of the sharded run's cache (the column does not
+    # depend on num_proc, nor does its fingerprint).
+    one = vokenizer.vokenize_dataset(datasets.Dataset.from_dict(corpus.to_dict()), batch_size=2, with_scores=True)
+    # Two shards were written, one per worker process.
+    assert sorted(Path(f["filename"]).name[-len("00000_of_00002.arrow"):] for f in two.cache_files) == [
+        "00000_of_00002.arrow", "00001_of_00002.arrow"]
     assert two["vokens"] == one["vokens"] and len(two) == len(corpus)
     for a, b in zip(two["voken_scores"], one["voken_scores"]):
         np.testing.assert_array_equal(np.array(a, dtype=float), np.array(b, dtype=float))  # NaN at specials in both

@@ -4,8 +4,9 @@
 - [`Vokenizer`] holds the matcher, its processor and a key store: the unit-length image keys g(x) of an image set,
   indexed with faiss for inner-product search (exact `IndexFlatIP`, or `IndexIVFFlat` with `nprobe` for large
   sets). `vokenize(sentences)` returns per-token vokens and relevance scores aligned 1:1 with the tokenizer's tokens
-  (special tokens get -100); `vokenize_dataset` adds an aligned `vokens` column to a `datasets` corpus;
-  `save_pretrained` / `from_pretrained` store the keys, index and image ids next to the model.
+  (special tokens get -100); `vokenize_dataset` adds an aligned `vokens` column to a `datasets` corpus (sharded
+  across CPU processes with `num_proc`); `save_pretrained` / `from_pretrained` store the keys, index, image ids and
+  optional thumbnails next to the model.
 - [`ReVokenizer`] gives the tokens of another tokenizer (e.g. RoBERTa's byte-level BPE) the voken of the matcher's
   token whose character span overlaps them most (intersection over union).
 
