@@ -263,9 +263,10 @@ def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(corpus, token
     fp32, _ = train(tmp_path / "fp32")
     assert [e["step"] for e in bf16] == [e["step"] for e in fp32] == [1, 2, 3, 4]
     assert torch.isfinite(torch.tensor([e["loss"] for e in bf16 + fp32])).all()
-    # bf16 autocast must have run (another loss) and stay close to float32 (bf16 keeps 8 mantissa bits, eps 3.9e-3).
+    # bf16 autocast must have run (another loss) and stay close to float32 (measured: 2.2e-5 relative after 4 steps;
+    # bf16 keeps 8 mantissa bits, eps 3.9e-3).
     assert bf16[-1]["loss"] != fp32[-1]["loss"]
-    assert abs(bf16[-1]["loss"] - fp32[-1]["loss"]) < 2e-2 * abs(fp32[-1]["loss"])
+    assert abs(bf16[-1]["loss"] - fp32[-1]["loss"]) < 1e-3 * abs(fp32[-1]["loss"])
 
     two, run = train(tmp_path / "two", "--per_device_train_batch_size", "4",
                      launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
