@@ -1,6 +1,8 @@
 """Retrieval with the Vokenizer matcher: key stores, faiss indexes, per-token vokens, segmentation, corpora,
 save/load, and revokenization to another tokenizer."""
 
+from pathlib import Path
+
 import datasets
 import numpy as np
 import PIL.Image
@@ -10,7 +12,8 @@ import torch
 from hf_mmdl import VokenizerModel, VokenizerProcessor
 from hf_mmdl.processing import VokenizerImageProcessor, train_bert_wordpiece, train_byte_level_bpe
 from hf_mmdl.vokenization import (
-    IGNORE, INDEX_FILE, ReVokenizer, Vokenizer, align_by_overlap, build_index, segment_lengths,
+    IGNORE, INDEX_CONFIG_FILE, INDEX_FILE, KEYS_FILE, THUMBNAILS_FILE, ReVokenizer, Vokenizer, align_by_overlap,
+    build_index, segment_lengths,
 )
 
 from test_vokenizer_modeling import tiny_config, tiny_text_config
@@ -153,6 +156,44 @@ def test_a_corpus_gets_an_aligned_vokens_column_cached_by_fingerprint(vokenizer,
     assert again["vokens"] == vokenized["vokens"]
 
 
+def test_sharding_a_corpus_across_two_processes_gives_the_one_process_column(vokenizer, model, processor, tmp_path):
+    datasets.Dataset.from_dict({"text": SENTENCES * 3}).save_to_disk(str(tmp_path / "corpus"))
+    corpus = datasets.load_from_disk(str(tmp_path / "corpus"))
+    threads = torch.get_num_threads()
+    two = vokenizer.vokenize_dataset(corpus, batch_size=2, with_scores=True, num_proc=2)
+    # One process, on an in-memory copy: its own map, not a read of the sharded run's cache (the column does not
+    # depend on num_proc, nor does its fingerprint).
+    one = vokenizer.vokenize_dataset(datasets.Dataset.from_dict(corpus.to_dict()), batch_size=2, with_scores=True)
+    # Two shards were written, one per worker process.
+    assert sorted(Path(f["filename"]).name[-len("00000_of_00002.arrow"):] for f in two.cache_files) == [
+        "00000_of_00002.arrow", "00001_of_00002.arrow"]
+    assert two["vokens"] == one["vokens"] and len(two) == len(corpus)
+    for a, b in zip(two["voken_scores"], one["voken_scores"]):
+        np.testing.assert_array_equal(np.array(a, dtype=float), np.array(b, dtype=float))  # NaN at specials in both
+    assert torch.get_num_threads() == threads  # the workers' one-thread setting stays in the workers
+    # An IVF index travels to the workers with its lists and nprobe.
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    revokenizer = ReVokenizer(ivf, train_byte_level_bpe(SENTENCES * 3, vocab_size=300, model_max_length=64))
+    assert (revokenizer.vokenize_dataset(corpus, batch_size=2, num_proc=2)["vokens"]
+            == revokenizer.vokenize_dataset(corpus, batch_size=2)["vokens"])
+
+
+def test_a_pickled_vokenizer_searches_as_the_original(model, processor, vokenizer):
+    import pickle
+
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    copy = pickle.loads(pickle.dumps(ivf))
+    assert copy.index.nprobe == 1 and copy.index.nlist == 2 and copy.fingerprint == ivf.fingerprint
+    for a, b in zip(copy.vokenize(SENTENCES, top_k=3), ivf.vokenize(SENTENCES, top_k=3)):
+        np.testing.assert_array_equal(a.vokens, b.vokens)
+
+
+@pytest.mark.parametrize("num_proc", [0, -1, 1.5, True])
+def test_a_bad_num_proc_is_refused(vokenizer, num_proc):
+    with pytest.raises(ValueError, match="num_proc must be a positive int"):
+        vokenizer.vokenize_dataset(datasets.Dataset.from_dict({"text": SENTENCES}), num_proc=num_proc)
+
+
 def test_align_by_overlap_picks_the_highest_intersection_over_union():
     source = [(0, 0), (0, 3), (3, 5), (6, 9), (10, 12), (0, 0)]
     target = [(0, 0), (0, 5), (6, 7), (7, 12), (13, 14), (0, 0)]
@@ -197,6 +238,29 @@ def test_top_k_larger_than_the_image_set_is_refused(vokenizer):
         vokenizer.vokenize("a cat", top_k=0)
 
 
+def test_an_ivf_search_whose_probed_lists_hold_fewer_than_top_k_keys_is_refused(model, processor, vokenizer):
+    ivf = Vokenizer(model, processor, vokenizer.keys, index_type="ivf", nlist=2, nprobe=1)
+    with pytest.raises(ValueError, match="probed IVF lists held fewer than top_k=10 keys.*raise nprobe"):
+        ivf.vokenize(SENTENCES[0], top_k=10)
+
+
+def test_sharding_across_processes_is_refused_for_a_model_off_the_cpu(model, processor, vokenizer):
+    with torch.device("meta"):  # stands for a GPU: any device forked workers cannot use
+        elsewhere = VokenizerModel(model.config)
+    sharded = Vokenizer(elsewhere, processor, vokenizer.keys)
+    with pytest.raises(ValueError, match="num_proc=2 shards the corpus across forked CPU processes, but the matcher is on meta"):
+        sharded.vokenize_dataset(datasets.Dataset.from_dict({"text": SENTENCES}), num_proc=2)
+
+
+def test_a_corpus_refused_at_a_late_row_leaves_no_cache_file(vokenizer, tmp_path):
+    datasets.Dataset.from_dict({"text": SENTENCES * 2 + [" "]}).save_to_disk(str(tmp_path / "corpus"))
+    corpus = datasets.load_from_disk(str(tmp_path / "corpus"))
+    before = sorted(p.name for p in (tmp_path / "corpus").iterdir())
+    with pytest.raises(ValueError, match="Row 8 of column 'text'"):
+        vokenizer.vokenize_dataset(corpus, batch_size=4)
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == before
+
+
 def test_a_tokenizer_that_is_not_the_matchers_is_refused(model, vokenizer):
     bigger = train_bert_wordpiece(SENTENCES + ["completely different words here"] * 20, vocab_size=500)
     with pytest.raises(ValueError, match="not the matcher's tokenizer"):
@@ -234,6 +298,51 @@ def test_a_missing_index_file_is_named(vokenizer, tmp_path):
         Vokenizer.from_pretrained(tmp_path)
     with pytest.raises(OSError, match="neither a local folder nor a Hub repository"):
         Vokenizer.from_pretrained(tmp_path / "no-such-folder")
+
+
+def test_thumbnails_are_kept_saved_and_reloaded_and_a_stale_file_is_removed(model, processor, images, vokenizer,
+                                                                           tmp_path):
+    with_thumbnails = Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=12, batch_size=4)
+    assert with_thumbnails.thumbnails.shape == (10, 12, 12, 3) and with_thumbnails.thumbnails.dtype == np.uint8
+    # A centre crop of the image, shrunk: its mean colour is the image's centre's.
+    expected = np.asarray(images[4])[:, 2:38].reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(with_thumbnails.thumbnails[4].reshape(-1, 3).mean(0), expected, atol=6)
+    assert with_thumbnails.thumbnail(4).size == (12, 12) and vokenizer.thumbnail(4) is None
+    with_thumbnails.save_pretrained(tmp_path)
+    np.testing.assert_array_equal(Vokenizer.from_pretrained(tmp_path).thumbnails, with_thumbnails.thumbnails)
+    vokenizer.save_pretrained(tmp_path)  # another key store saved over it: its thumbnails would show wrong images
+    assert not (tmp_path / THUMBNAILS_FILE).exists() and Vokenizer.from_pretrained(tmp_path).thumbnails is None
+    with pytest.raises(ValueError, match="thumbnail_size must be a positive int"):
+        Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=0)
+    with pytest.raises(ValueError, match=r"thumbnails must be a uint8 \(num_images=10"):
+        Vokenizer(model, processor, vokenizer.keys, thumbnails=with_thumbnails.thumbnails[:3])
+    with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
+        with_thumbnails.thumbnail(10)
+
+
+@pytest.mark.parametrize("name, damage", [
+    (KEYS_FILE, "truncate"), (INDEX_FILE, "truncate"), (INDEX_CONFIG_FILE, "truncate"), (KEYS_FILE, "garbage"),
+    (INDEX_FILE, "garbage"), (THUMBNAILS_FILE, "truncate"),
+])
+def test_a_damaged_key_store_file_is_named(model, processor, images, tmp_path, name, damage):
+    Vokenizer.build(model, processor, images, show_progress=False, thumbnail_size=8).save_pretrained(tmp_path)
+    path = tmp_path / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00not a key store file" * 8)
+    with pytest.raises(ValueError, match=f"{name} cannot be read .* damaged or truncated"):
+        Vokenizer.from_pretrained(tmp_path)
+
+
+def test_key_store_files_of_different_saves_are_refused(model, processor, vokenizer, tmp_path):
+    vokenizer.save_pretrained(tmp_path / "flat")
+    Vokenizer(model, processor, vokenizer.keys[:8], index_type="ivf", nlist=2, nprobe=1).save_pretrained(tmp_path / "ivf")
+    (tmp_path / "flat" / INDEX_FILE).write_bytes((tmp_path / "ivf" / INDEX_FILE).read_bytes())
+    with pytest.raises(ValueError, match="different saves"):
+        Vokenizer.from_pretrained(tmp_path / "flat")
+    for name in (KEYS_FILE, "voken_image_ids.txt"):  # 10 keys and ids beside an index of 8
+        (tmp_path / "ivf" / name).write_bytes((tmp_path / "flat" / name).read_bytes())
+    with pytest.raises(ValueError, match="not built together"):
+        Vokenizer.from_pretrained(tmp_path / "ivf")
 
 
 def test_a_key_store_of_other_image_weights_is_refused(vokenizer, tmp_path):

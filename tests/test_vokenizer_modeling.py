@@ -150,6 +150,12 @@ def test_ids_of_another_tokenizer_and_mismatched_masks_are_refused():
         model(input_ids=inputs["input_ids"], return_loss=True)
 
 
+def test_ids_longer_than_the_berts_positions_are_refused():
+    model = make()
+    with pytest.raises(ValueError, match="input_ids"):
+        model.get_text_keys(torch.randint(5, 99, (1, 65)))
+
+
 # torchvision's resnext101_32x8d without `fc`: 88,791,336 parameters in all, minus 2048 x 1000 + 1000 for fc.
 RESNEXT101_32X8D_PARAMETERS = 86_742_336
 

@@ -204,6 +204,8 @@ MUTATIONS = [
         'models["random_init"] = (Data2VecMultimodalModel(model.config).eval(), processor)',
         'models["random_init"] = (model, processor)',
         ("tests/test_invariance.py::test_analysis_measures_the_model_and_its_baselines_and_writes_tables_and_figures",),
+    ),
+    Mutation(
         "vokenizer: the paired loss takes the neighbouring row's image as the negative", "src/hf_mmdl/modeling/losses.py",
         "negatives = image_keys.roll(len(image_keys) // 2, dims=0)", "negatives = image_keys.roll(1, dims=0)",
         ("tests/test_vokenizer_modeling.py::test_paired_hinge_loss_matches_a_hand_computation",),
@@ -242,6 +244,32 @@ MUTATIONS = [
         "vokenizer converter: position_ids kept as a weight", "src/hf_mmdl/convert/vokenizer_original.py",
         "        if _DROPPED.match(key):\n            continue\n", "",
         ("tests/test_vokenizer_convert.py",),
+    ),
+    Mutation(
+        "vokenization: num_proc is not passed on to map (the corpus is not sharded)", "src/hf_mmdl/vokenization.py",
+        "num_proc=num_proc, new_fingerprint=fingerprint", "new_fingerprint=fingerprint",
+        ("tests/test_vokenization.py::test_sharding_a_corpus_across_two_processes_gives_the_one_process_column",),
+    ),
+    Mutation(
+        "vokenization: an unpickled Vokenizer's model is freshly initialised, not loaded", "src/hf_mmdl/vokenization.py",
+        "        model.load_state_dict(weights)\n", "",
+        ("tests/test_vokenization.py::test_a_pickled_vokenizer_searches_as_the_original",),
+    ),
+    Mutation(
+        "vokenization: another key store saved over a folder keeps the old thumbnails", "src/hf_mmdl/vokenization.py",
+        "        elif (folder / THUMBNAILS_FILE).exists():", "        elif False:",
+        ("tests/test_vokenization.py::test_thumbnails_are_kept_saved_and_reloaded_and_a_stale_file_is_removed",),
+    ),
+    Mutation(
+        "hub: the card leaves out the folder's key store section", "src/hf_mmdl/hub.py",
+        'folder_section = f"{resolve(arch.folder_section)(folder)}\\n\\n" if arch.folder_section else ""',
+        'folder_section = ""',
+        ("tests/test_vokenizer_hub.py::test_the_card_describes_the_key_store",),
+    ),
+    Mutation(
+        "vokenizer benchmark: the IVF speedup is inverted", "benchmarks/vokenizer.py",
+        '"speedup": seconds["exact"] / seconds[f"ivf nprobe={p}"]', '"speedup": seconds[f"ivf nprobe={p}"] / seconds["exact"]',
+        ("tests/test_vokenizer_benchmark.py",),
     ),
 ]
 

@@ -16,7 +16,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from . import __version__
 from .architectures import architecture_of
-from .architectures.base import dataset_description
+from .architectures.base import dataset_description, resolve
 
 # hf_mmdl is on no package index, so installing it by name would fail (or fetch someone else's package): the card
 # says how to install it from its source, as it really is distributed.
@@ -57,6 +57,7 @@ def model_card(folder: str | Path, repo_id: str) -> ModelCard:
         model_name=repo_id.split("/")[-1],
     )
     training_data = dataset_description(results) if results else "not recorded"
+    folder_section = f"{resolve(arch.folder_section)(folder)}\n\n" if arch.folder_section else ""
     content = f"""---
 {data.to_yaml()}
 ---
@@ -73,7 +74,7 @@ Then:
 
 {arch.usage.format(repo_id=repo_id)}
 
-## Training data
+{folder_section}## Training data
 
 {training_data}.
 

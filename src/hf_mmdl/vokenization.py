@@ -4,8 +4,9 @@
 - [`Vokenizer`] holds the matcher, its processor and a key store: the unit-length image keys g(x) of an image set,
   indexed with faiss for inner-product search (exact `IndexFlatIP`, or `IndexIVFFlat` with `nprobe` for large
   sets). `vokenize(sentences)` returns per-token vokens and relevance scores aligned 1:1 with the tokenizer's tokens
-  (special tokens get -100); `vokenize_dataset` adds an aligned `vokens` column to a `datasets` corpus;
-  `save_pretrained` / `from_pretrained` store the keys, index and image ids next to the model.
+  (special tokens get -100); `vokenize_dataset` adds an aligned `vokens` column to a `datasets` corpus (sharded
+  across CPU processes with `num_proc`); `save_pretrained` / `from_pretrained` store the keys, index, image ids and
+  optional thumbnails next to the model.
 - [`ReVokenizer`] gives the tokens of another tokenizer (e.g. RoBERTa's byte-level BPE) the voken of the matcher's
   token whose character span overlaps them most (intersection over union).
 
@@ -22,17 +23,23 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import PIL.Image
+import PIL.ImageOps
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from .modeling import VokenizerModel
+from .processing.image_processing import to_rgb, validate_images
 from .processing.processing_vokenizer import VokenizerProcessor, check_sentences
 
 KEYS_FILE = "voken_keys.safetensors"
 INDEX_FILE = "voken_index.faiss"
 IMAGE_IDS_FILE = "voken_image_ids.txt"
 INDEX_CONFIG_FILE = "voken_index_config.json"
+THUMBNAILS_FILE = "voken_thumbnails.safetensors"  # optional: small copies of the images, for showing vokens
+KEY_STORE_FILES = (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE)
 INDEX_TYPES = ("flat", "ivf")
 MAX_TOKENS = 128  # the released code's longest segment, [CLS] and [SEP] included
 IGNORE = -100  # the voken of special tokens (and of tokens no source token overlaps, in revokenization)
@@ -148,17 +155,28 @@ class _DatasetVokenizing:
     """`vokenize_dataset` for any object with `vokenize(sentences, top_k)` and a `fingerprint`."""
 
     def vokenize_dataset(self, dataset, text_column: str = "text", top_k: int = 1, with_scores: bool = False,
-                         batch_size: int = 256, desc: str = "Vokenizing", **map_kwargs):
+                         batch_size: int = 256, num_proc: int | None = None, desc: str = "Vokenizing", **map_kwargs):
         """`dataset` (a `datasets.Dataset`) with a `vokens` column added by `Dataset.map` (batched, with a progress
         bar): row r's vokens are aligned with `tokenizer(row[text_column])`'s tokens (`-100` at special tokens), as
         lists of ints (lists of `top_k` ints with `top_k > 1`); `with_scores` adds a `voken_scores` column alike.
         The map's fingerprint is derived from the dataset's and this object's (model weights, tokenizer, keys, index
         settings), so a dataset stored on disk is vokenized once and then read from the datasets cache.
 
+        `num_proc` > 1 shards the corpus across that many worker processes (`Dataset.map(num_proc=...)`), each with
+        its own copy of the matcher and index (sent pickled) running torch and faiss on one thread: the processes
+        are the parallelism, and more threads each would oversubscribe the cores (OpenMP thread pools also do not
+        survive the fork that starts the workers). The column is the same as with one process. The model must be on
+        the CPU for this (CUDA cannot be used in forked workers).
+
         Raises ValueError for a missing `text_column` (naming the columns there are), an existing `vokens` column,
-        and an empty or blank text (naming its row)."""
+        an empty or blank text (naming its row), `num_proc` < 1, and `num_proc` > 1 with a model off the CPU."""
         from datasets.fingerprint import Hasher
 
+        if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+            raise ValueError(f"num_proc must be a positive int (processes to shard the corpus across), got {num_proc!r}.")
+        if (num_proc or 1) > 1 and self.device.type != "cpu":
+            raise ValueError(f"num_proc={num_proc} shards the corpus across forked CPU processes, but the matcher is on "
+                             f"{self.device}: vokenize on the GPU with num_proc=None, or move the model to the CPU.")
         if text_column not in dataset.column_names:
             raise ValueError(f"The dataset has no column {text_column!r}; its columns are {dataset.column_names}. Pass "
                              "text_column=...")
@@ -167,7 +185,12 @@ class _DatasetVokenizing:
             raise ValueError(f"The dataset already has the column(s) {clash}; remove them first "
                              "(dataset.remove_columns) rather than have them overwritten.")
 
+        parent = os.getpid()
+
         def vokenize_rows(batch, indices):
+            if os.getpid() != parent:  # a worker process of num_proc > 1 (see the docstring)
+                torch.set_num_threads(1)
+                faiss.omp_set_num_threads(1)
             texts = batch[text_column]
             for index, text in zip(indices, texts):
                 if not isinstance(text, str) or not text.strip():
@@ -181,7 +204,7 @@ class _DatasetVokenizing:
 
         fingerprint = Hasher.hash([dataset._fingerprint, self.fingerprint, text_column, top_k, with_scores])
         return dataset.map(vokenize_rows, batched=True, batch_size=batch_size, with_indices=True, desc=desc,
-                           new_fingerprint=fingerprint, **map_kwargs)
+                           num_proc=num_proc, new_fingerprint=fingerprint, **map_kwargs)
 
 
 class Vokenizer(_DatasetVokenizing):
@@ -195,15 +218,18 @@ class Vokenizer(_DatasetVokenizing):
         index_type, nlist, nprobe: the faiss index ([`build_index`]).
         max_tokens: longest segment fed to the matcher, [CLS] and [SEP] included (default: 128, or the BERT's
             position table if shorter).
+        thumbnails: optional uint8 (num_images, side, side, 3) RGB copies of the images, one per key, to show what a
+            voken is (`thumbnail(voken)`, the demo); [`Vokenizer.build`] makes them with `thumbnail_size`.
 
     Raises TypeError for a model or processor of another kind or a slow tokenizer, and ValueError for keys of another
     width than the model's `joint_dim`, non-finite keys, ids of another count, a tokenizer whose vocabulary exceeds
-    the model's embedding table, or a `max_tokens` the model has no positions for.
+    the model's embedding table, a `max_tokens` the model has no positions for, or thumbnails of another count or
+    layout than (num_images, side, side, 3) uint8.
     """
 
     def __init__(self, model: VokenizerModel, processor: VokenizerProcessor, keys, image_ids: list[str] | None = None,
                  index_type: str = "flat", nlist: int | None = None, nprobe: int = 8, max_tokens: int | None = None,
-                 index=None):
+                 index=None, thumbnails: np.ndarray | None = None):
         if not isinstance(model, VokenizerModel):
             raise TypeError(f"model must be a VokenizerModel, got {type(model).__name__}.")
         tokenizer = getattr(processor, "tokenizer", None)
@@ -227,6 +253,13 @@ class Vokenizer(_DatasetVokenizing):
         image_ids = [str(i) for i in range(len(keys))] if image_ids is None else [str(i) for i in image_ids]
         if len(image_ids) != len(keys):
             raise ValueError(f"{len(image_ids)} image ids for {len(keys)} keys: pass one id per key.")
+        if thumbnails is not None:
+            thumbnails = np.asarray(thumbnails)
+            if (thumbnails.dtype != np.uint8 or thumbnails.ndim != 4 or thumbnails.shape[3] != 3
+                    or thumbnails.shape[1] != thumbnails.shape[2] or len(thumbnails) != len(keys)):
+                raise ValueError(f"thumbnails must be a uint8 (num_images={len(keys)}, side, side, 3) RGB array, got "
+                                 f"{thumbnails.dtype} {thumbnails.shape}.")
+        self.thumbnails = thumbnails
         self.model, self.processor, self.tokenizer = model.eval(), processor, tokenizer
         self.keys, self.image_ids = np.ascontiguousarray(keys, dtype=np.float32), image_ids
         self.index_type, self.nprobe = index_type, nprobe
@@ -239,14 +272,20 @@ class Vokenizer(_DatasetVokenizing):
 
     @classmethod
     def build(cls, model: VokenizerModel, processor: VokenizerProcessor, images, image_column: str = "image",
-              id_column: str | None = None, batch_size: int = 32, show_progress: bool = True, **kwargs) -> "Vokenizer":
+              id_column: str | None = None, batch_size: int = 32, show_progress: bool = True,
+              thumbnail_size: int | None = None, **kwargs) -> "Vokenizer":
         """Compute the key store g(x) of an image set with the model and index it.
 
         `images` is a `datasets.Dataset` with an image column (`image_column`; ids from `id_column`, else the row
         numbers) or a list of images (PIL images or arrays, under the package's image rules). Keys are computed in
-        batches of `batch_size` under `torch.no_grad()`, with a progress bar. Other keywords go to [`Vokenizer`]
-        (`image_ids`, `index_type`, `nlist`, `nprobe`, `max_tokens`). Raises ValueError for no images or a missing
-        column."""
+        batches of `batch_size` under `torch.no_grad()`, with a progress bar. `thumbnail_size` (pixels) also keeps a
+        square centre-cropped RGB copy of every image that size, saved with the key store (`voken_thumbnails.
+        safetensors`: 50,000 images at 32 px take 150 MB) so that vokens can be shown (the demo). Other keywords go to
+        [`Vokenizer`] (`image_ids`, `index_type`, `nlist`, `nprobe`, `max_tokens`). Raises ValueError for no images, a
+        missing column or a `thumbnail_size` below 1."""
+        if thumbnail_size is not None and (isinstance(thumbnail_size, bool) or not isinstance(thumbnail_size, int)
+                                           or thumbnail_size < 1):
+            raise ValueError(f"thumbnail_size must be a positive int (pixels) or None, got {thumbnail_size!r}.")
         if hasattr(images, "column_names"):
             missing = [c for c in (image_column, id_column) if c is not None and c not in images.column_names]
             if missing:
@@ -260,13 +299,18 @@ class Vokenizer(_DatasetVokenizing):
         if len(images) == 0:
             raise ValueError("The image set is empty: the key store needs at least one image.")
         model.eval()
-        keys = []
+        keys, thumbnails = [], []
         device = model.device
         with torch.no_grad():
             for start in tqdm(range(0, len(images), batch_size), desc="Image keys", disable=not show_progress):
-                pixel_values = processor(images=rows(start))["pixel_values"].to(device)
+                batch = rows(start)
+                pixel_values = processor(images=batch)["pixel_values"].to(device)
                 keys.append(model.get_image_keys(pixel_values).float().cpu())
-        return cls(model, processor, torch.cat(keys), **kwargs)
+                if thumbnail_size:
+                    thumbnails += [np.asarray(PIL.ImageOps.fit(to_rgb(image), (thumbnail_size, thumbnail_size),
+                                                               PIL.Image.Resampling.BICUBIC))
+                                   for image in validate_images(batch)]
+        return cls(model, processor, torch.cat(keys), thumbnails=np.stack(thumbnails) if thumbnails else None, **kwargs)
 
     @property
     def fingerprint(self) -> str:
@@ -286,6 +330,31 @@ class Vokenizer(_DatasetVokenizing):
     @property
     def num_images(self) -> int:
         return len(self.keys)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def thumbnail(self, voken: int) -> PIL.Image.Image | None:
+        """The RGB thumbnail of image `voken` (an index into the key store), or None when none were kept."""
+        if self.thumbnails is None:
+            return None
+        if not 0 <= int(voken) < self.num_images:
+            raise ValueError(f"voken {voken} is outside [0, {self.num_images}) (the key store's images).")
+        return PIL.Image.fromarray(self.thumbnails[int(voken)])
+
+    def __getstate__(self) -> dict:
+        # What `vokenize_dataset(num_proc=...)` sends to its worker processes. faiss indexes are SWIG objects that
+        # pickle cannot write: they travel as faiss' own serialization. The model travels as its config and weights
+        # (forward hooks that transformers installs are local functions pickle cannot write either).
+        return self.__dict__ | {"index": faiss.serialize_index(self.index),
+                                "model": (self.model.config, self.model.state_dict(), self.model.dtype)}
+
+    def __setstate__(self, state: dict) -> None:
+        config, weights, dtype = state["model"]
+        model = VokenizerModel(config).to(dtype)
+        model.load_state_dict(weights)
+        self.__dict__.update(state | {"index": faiss.deserialize_index(state["index"]), "model": model.eval()})
 
     def search(self, queries: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(scores, image indices) of the `top_k` keys of highest inner product with each (n, joint_dim) query."""
@@ -357,7 +426,8 @@ class Vokenizer(_DatasetVokenizing):
 
     def save_pretrained(self, save_directory) -> None:
         """Write the model, processor, keys (`voken_keys.safetensors`), faiss index (`voken_index.faiss`), image ids
-        (`voken_image_ids.txt`, one per line) and index settings (`voken_index_config.json`) to one folder."""
+        (`voken_image_ids.txt`, one per line), index settings (`voken_index_config.json`) and, when kept, thumbnails
+        (`voken_thumbnails.safetensors`) to one folder (a thumbnails file of an earlier save there is removed)."""
         folder = Path(save_directory)
         if folder.is_file():
             raise FileExistsError(f"Cannot save the Vokenizer to {folder}: it is an existing file. Pass a folder path.")
@@ -372,12 +442,19 @@ class Vokenizer(_DatasetVokenizing):
                         num_images=self.num_images, joint_dim=int(self.keys.shape[1]),
                         image_side_sha256=_weights_sha256(self.model.visn_model))
         (folder / INDEX_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        if self.thumbnails is not None:
+            save_file({"thumbnails": np.ascontiguousarray(self.thumbnails)}, str(folder / THUMBNAILS_FILE))
+        elif (folder / THUMBNAILS_FILE).exists():  # another image set's: it would show the wrong images
+            (folder / THUMBNAILS_FILE).unlink()
 
     @classmethod
     def from_pretrained(cls, folder, nprobe: int | None = None, **model_kwargs) -> "Vokenizer":
-        """Load what `save_pretrained` wrote (a local folder, or a Hub repository id, downloaded whole) (the stored index is used as is; `nprobe` changes an IVF index's search
-        breadth). Raises FileNotFoundError naming the missing files, ValueError when keys, ids and index disagree or the
-        keys were computed by other image-side weights than the folder's model."""
+        """Load what `save_pretrained` wrote (a local folder, or a Hub repository id, downloaded whole). The stored
+        index is used as is; `nprobe` changes an IVF index's search breadth.
+
+        Raises FileNotFoundError naming the missing key store files, ValueError naming a key store file that cannot
+        be read (truncated or damaged), and ValueError when keys, ids, thumbnails and index disagree or the keys were
+        computed by other image-side weights than the folder's model."""
         folder = Path(os.fspath(folder))
         if not folder.is_dir():  # a Hub repository id: fetch the whole folder (keys and index are not model files)
             from huggingface_hub import snapshot_download
@@ -387,27 +464,58 @@ class Vokenizer(_DatasetVokenizing):
             except Exception as error:
                 raise OSError(f"{folder} is neither a local folder nor a Hub repository that can be downloaded "
                               f"({type(error).__name__}: {error}).") from error
-        missing = [name for name in (KEYS_FILE, INDEX_FILE, IMAGE_IDS_FILE, INDEX_CONFIG_FILE) if not (folder / name).is_file()]
+        missing = [name for name in KEY_STORE_FILES if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} lacks the key store file(s) {missing}: it is not a saved Vokenizer (save "
                                     "one with Vokenizer.save_pretrained, or build it with Vokenizer.build).")
-        settings = json.loads((folder / INDEX_CONFIG_FILE).read_text())
+        settings = _read_key_store_file(folder, INDEX_CONFIG_FILE, lambda path: _index_settings(path))
         model = VokenizerModel.from_pretrained(folder, **model_kwargs)
         processor = VokenizerProcessor.from_pretrained(folder)
         if settings["image_side_sha256"] != _weights_sha256(model.visn_model):
             raise ValueError(f"The key store in {folder} was computed by other image-side weights than the model saved "
                              "there now (was the model saved again after more training?): rebuild it with "
                              "Vokenizer.build(model, processor, images) and save that.")
-        keys = load_file(str(folder / KEYS_FILE))["keys"]
-        image_ids = (folder / IMAGE_IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1]
-        index = faiss.read_index(str(folder / INDEX_FILE))
+        keys = _read_key_store_file(folder, KEYS_FILE, lambda path: load_file(str(path))["keys"])
+        image_ids = _read_key_store_file(folder, IMAGE_IDS_FILE,
+                                         lambda path: path.read_text(encoding="utf-8").split("\n")[:-1])
+        index = _read_key_store_file(folder, INDEX_FILE, lambda path: faiss.read_index(str(path)))
+        thumbnails = (_read_key_store_file(folder, THUMBNAILS_FILE, lambda path: load_file(str(path))["thumbnails"])
+                      if (folder / THUMBNAILS_FILE).is_file() else None)
+        if hasattr(index, "nlist") != (settings["index_type"] == "ivf"):
+            raise ValueError(f"{folder / INDEX_FILE} holds a {type(index).__name__} but {INDEX_CONFIG_FILE} says "
+                             f"{settings['index_type']!r}: the files come from different saves. Save the Vokenizer again.")
         nprobe = nprobe or settings["nprobe"]
         if settings["index_type"] == "ivf":
             if not 1 <= nprobe <= index.nlist:
                 raise ValueError(f"nprobe={nprobe} must lie in [1, nlist={index.nlist}].")
             index.nprobe = nprobe
         return cls(model, processor, keys, image_ids=image_ids, index_type=settings["index_type"], nprobe=nprobe,
-                   max_tokens=settings["max_tokens"], index=index)
+                   max_tokens=settings["max_tokens"], index=index, thumbnails=thumbnails)
+
+
+def _index_settings(path: Path) -> dict:
+    settings = json.loads(path.read_text())
+    missing = {"index_type", "nprobe", "max_tokens", "image_side_sha256"} - set(settings)
+    if missing or settings["index_type"] not in INDEX_TYPES:
+        raise KeyError(f"missing or unknown entries: {sorted(missing) or settings['index_type']}")
+    return settings
+
+
+def _thumbnail_side(path: Path) -> int:
+    """The side of the thumbnails in a thumbnails file, read from its header (the pixels are not loaded)."""
+    with safe_open(str(path), framework="numpy") as file:
+        return int(file.get_slice("thumbnails").get_shape()[1])
+
+
+def _read_key_store_file(folder: Path, name: str, read):
+    """`read(folder / name)`, with any failure to parse the file (truncated, damaged, of another format) raised as a
+    ValueError that names the file."""
+    try:
+        return read(folder / name)
+    except Exception as error:  # safetensors, faiss, json and text decoding each raise their own kinds
+        raise ValueError(f"{folder / name} cannot be read ({type(error).__name__}: {error}); the key store file is "
+                         "damaged or truncated. Save the Vokenizer again (Vokenizer.save_pretrained), or rebuild it "
+                         "with Vokenizer.build.") from error
 
 
 class ReVokenizer(_DatasetVokenizing):
@@ -424,6 +532,10 @@ class ReVokenizer(_DatasetVokenizing):
             raise TypeError(f"vokenizer must be a Vokenizer, got {type(vokenizer).__name__}.")
         _check_fast_tokenizer(tokenizer, "target tokenizer")
         self.vokenizer, self.tokenizer = vokenizer, tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.vokenizer.device
 
     @property
     def fingerprint(self) -> str:
@@ -449,5 +561,29 @@ class ReVokenizer(_DatasetVokenizing):
         return results
 
 
+def key_store_card_section(folder) -> str:
+    """The model card's markdown on the key store saved beside a matcher in `folder` (or on its absence): what
+    `hf-mmdl push` uploads with the model so that `Vokenizer.from_pretrained(repo_id)` works."""
+    folder = Path(folder)
+    if any(not (folder / name).is_file() for name in KEY_STORE_FILES):
+        return ("## Key store\n\nThis folder holds the matcher only, without a key store, so it cannot vokenize as it "
+                "is: build one over an image set with `Vokenizer.build(model, processor, images)` and save it with "
+                "`Vokenizer.save_pretrained`.")
+    settings = _read_key_store_file(folder, INDEX_CONFIG_FILE, _index_settings)
+    index = ("an exact inner-product index (`IndexFlatIP`)" if settings["index_type"] == "flat" else
+             f"an IVF index of {settings['nlist']} k-means lists, {settings['nprobe']} searched per token by default "
+             "(`Vokenizer.from_pretrained(..., nprobe=...)` changes it)")
+    thumbnails = ""
+    if (folder / THUMBNAILS_FILE).is_file():
+        side = _read_key_store_file(folder, THUMBNAILS_FILE, _thumbnail_side)
+        thumbnails = f", {side}×{side}-pixel thumbnails of the images (`{THUMBNAILS_FILE}`)"
+    return (f"## Key store\n\nBeside the matcher, this repository holds the key store it vokenizes with: the "
+            f"unit-length keys of {settings['num_images']:,} images in the {settings['joint_dim']}-dimensional joint "
+            f"space (`{KEYS_FILE}`), {index} (`{INDEX_FILE}`), one image id per key (`{IMAGE_IDS_FILE}`; a voken v "
+            f"names the image on line v + 1) and the index settings (`{INDEX_CONFIG_FILE}`){thumbnails}. "
+            "`Vokenizer.from_pretrained` loads them all and checks that the keys were computed by this model's image "
+            "side.")
+
+
 __all__ = ["IGNORE", "ReVokenizer", "VokenizedSentence", "Vokenizer", "align_by_overlap", "build_index",
-           "segment_lengths"]
+           "key_store_card_section", "segment_lengths"]

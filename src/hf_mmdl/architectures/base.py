@@ -71,6 +71,9 @@ class CardText:
     limits: str
     intended_use: str
     evaluation: Callable[[dict], str]
+    # "module:function" of the folder's Path → a markdown section on files the folder holds beside the model (the
+    # Vokenizer's key store), placed after "How to load"; imported only when a card is written.
+    folder_section: str | None = None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ CARD = CardText(
     ),
     intended_use="Research on visually grounded supervision of language models (vokenization of text corpora).",
     evaluation=vokenizer_metrics_section,
+    folder_section="hf_mmdl.vokenization:key_store_card_section",
 )
 
 VOKENIZER = Architecture(
@@ -60,6 +61,7 @@ VOKENIZER = Architecture(
         AutoEntry(ResNeXtConfig, task_models={AutoBackbone: ResNeXtBackbone}),
     ),
     card=CARD,
+    demo="hf_mmdl.demos.vokenizer:build_demo",
     converters=(Converter(
         name="vokenizer-matcher",
         help="The released Vokenizer matcher's `BEST.pth` state dict (BERT + ResNeXt-101 32x8d + MLPs) into a "
