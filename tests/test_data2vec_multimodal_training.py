@@ -219,3 +219,15 @@ def test_a_held_out_concept_without_test_rows_is_refused(scenes60):
     splits = datasets.DatasetDict({**scenes60, "test": scenes60["test"].filter(lambda row: row["concept"] != 0)})
     with pytest.raises(ValueError, match=r"\['red circle'\] have no test rows"):
         hold_out_concepts(splits, "red circle")
+
+
+@pytest.mark.parametrize("dataset, flag, message", [
+    ("my/set", ["--num_train_images", "50"], "--num_train_images does not apply to --dataset_name my/set"),
+    ("twemoji", ["--num_test_images", "50"], "--num_test_images does not apply to --dataset_name twemoji"),
+    ("scenes", ["--audio_column", "speech"], "--audio_column does not apply to --dataset_name scenes"),
+])
+def test_a_data_flag_the_dataset_would_ignore_is_refused(tmp_path, dataset, flag, message):
+    arguments, given = DATA2VEC_MULTIMODAL_RECIPE.parse(
+        [*TINY_RUN[:2], "--dataset_name", dataset, *flag, "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match=message):
+        DATA2VEC_MULTIMODAL_RECIPE.run(*arguments, given=given)

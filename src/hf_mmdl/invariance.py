@@ -29,7 +29,7 @@ import torch
 from transformers import AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from .data.trimodal import load_trimodal_dataset
+from .data.trimodal import concepts_as_class_labels, load_trimodal_dataset
 from .modeling import Data2VecMultimodalModel
 from .modeling.configuration_data2vec_multimodal import MODALITIES
 from .representations import (
@@ -89,21 +89,12 @@ def load_model(folder: str | Path, role: str = "model") -> tuple[Data2VecMultimo
 
 
 def _with_concept_ids(rows: datasets.Dataset) -> tuple[datasets.Dataset, list[str] | None]:
-    """Rows whose `concept` holds integer ids, and the concept names when known: a ClassLabel keeps its names,
-    string concepts become ids in sorted order, integers stay as they are. Other types raise ValueError."""
+    """Rows whose `concept` holds integer ids, and the concept names when known (`concepts_as_class_labels`: a
+    ClassLabel keeps its names, string concepts become ids in sorted order, integers stay). Other types raise
+    ValueError."""
+    rows = concepts_as_class_labels({"rows": rows})["rows"]
     feature = rows.features["concept"]
-    if isinstance(feature, datasets.ClassLabel):
-        return rows, list(feature.names)
-    values = rows["concept"]
-    if all(isinstance(v, str) for v in values):
-        names = sorted(set(values))
-        index = {name: i for i, name in enumerate(names)}
-        return rows.map(lambda row: {"concept": index[row["concept"]]}, keep_in_memory=True,
-                        features=datasets.Features({**rows.features, "concept": datasets.ClassLabel(names=names)})), names
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return rows, None
-    raise ValueError("The concept column must hold integer class ids, a ClassLabel or concept names (str); got "
-                     f"{type(values[0]).__name__} values.")
+    return rows, list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
 def held_out_rows(dataset="scenes", split: str = "test", image_size: int = 32, max_rows: int | None = None,

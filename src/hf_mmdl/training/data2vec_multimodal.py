@@ -119,6 +119,25 @@ class Data2VecTrainingArguments(RecipeTrainingArguments):
     seed: int = 0
 
 
+# Data flags that apply to one kind of dataset only: the built-in scenes' sizes, and a user dataset's column names.
+SCENE_FLAGS = ("num_train_images", "num_test_images")
+COLUMN_FLAGS = ("image_column", "text_column", "audio_column", "concept_column")
+
+
+def refuse_inapplicable_data_flags(dataset_name: str, given: set[str]) -> None:
+    """ValueError for a given flag that `dataset_name` would ignore (e.g. --num_train_images with a user dataset,
+    whose own splits decide the rows)."""
+    applicable = SCENE_FLAGS if dataset_name == "scenes" else () if dataset_name == "twemoji" else COLUMN_FLAGS
+    misplaced = sorted(given & {*SCENE_FLAGS, *COLUMN_FLAGS} - set(applicable))
+    if misplaced:
+        raise ValueError(f"--{', --'.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to "
+                         f"--dataset_name {dataset_name}: "
+                         + ("--num_train_images / --num_test_images size the built-in scenes, "
+                            if set(misplaced) & set(SCENE_FLAGS) else "")
+                         + ("the --*_column flags name the columns of your own dataset, " if set(misplaced) &
+                            set(COLUMN_FLAGS) else "") + "leave them out.")
+
+
 def parse_ratios(text: str) -> dict[str, float]:
     """'text=1,image=2' → {'text': 1.0, 'image': 2.0}; unknown modalities or non-positive totals raise ValueError."""
     ratios = {}
@@ -324,6 +343,7 @@ class Data2VecMultimodalRecipe(Recipe):
                              f"{args.model.model_name_or_path} loads a saved one with its own architecture: leave "
                              "them out, or leave out --model_name_or_path to train a fresh model.")
         data = args.data
+        refuse_inapplicable_data_flags(data.dataset_name, args.given)
         options = ({"num_train": data.num_train_images, "num_test": data.num_test_images,
                     "image_size": data.image_size}
                    if data.dataset_name == "scenes" else
