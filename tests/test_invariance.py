@@ -180,6 +180,20 @@ def test_analogy_towards_held_out_targets_is_scored_apart_from_seen_ones():
         analogy_accuracy(images, captions, labels, target_concepts=[9])
 
 
+def test_landing_among_the_target_concepts_is_told_apart_from_naming_the_right_one():
+    images, captions, labels = held_out_modalities()
+    # A model that places the two held-out concepts at one point: its queries reach them but cannot tell them apart.
+    unseen = labels >= 4
+    centre = images[unseen].mean(0)
+    images[unseen] = centre + 0.3 * gaussian(int(unseen.sum()), 16, seed=5)
+    captions[unseen] = centre + 0.3 * gaussian(int(unseen.sum()), 16, seed=6)
+    result = analogy_accuracy(images, captions, labels, target_concepts=[4, 5])
+    assert result["in_targets"] > 0.9 and 0.3 < result["accuracy"] < 0.7
+    # Each query searches the other 179 rows, 60 of them held out unless it is one of those itself.
+    assert result["in_targets_chance"] == pytest.approx((180 * 60 - 60) / (180 * 179))
+    assert "in_targets" not in analogy_accuracy(images, captions, labels)
+
+
 def test_invariance_report_splits_the_analogies_by_held_out_and_seen_targets():
     images, captions, labels = held_out_modalities()
     report = invariance_report({"text": captions, "image": images}, labels, held_out=[4, 5])
@@ -308,6 +322,7 @@ def test_the_concepts_a_run_held_out_are_read_from_its_results_and_scored_apart(
     assert results["chance"]["analogy_by_target"]["held_out"]["image−text"] == pytest.approx(share)
     table = (tmp_path / "out" / "invariance.md").read_text()
     assert "analogy towards held-out concepts" in table and "red circle, blue square" in table
+    assert "trained, lands on any of them (chance)" in table
     assert "analogy towards seen concepts" in table
     # Given explicitly, [] turns the split off; names that the rows lack are refused.
     assert "analogy_by_target" not in analyse_invariance(folder, dataset=scenes, output_dir=tmp_path / "none",

@@ -354,12 +354,19 @@ def invariance_table(results: dict) -> str:
                        by_target["seen"]))
     for group, title, chance in groups:
         measures = {n: shared[n]["analogy"] if group is None else shared[n]["analogy_by_target"][group] for n in names}
-        lines += ["", f"{title}; last column: the trained model's offset(b) alone as the query (same targets, the "
-                  "query's own row left out)", "", f"| gallery − offset {header} | chance | trained, offset(b) alone |",
-                  rule + "---|"]
+        # Within a group: how often the trained model's query lands on any of the group's concepts (and its chance).
+        landing = "" if group is None else " trained, lands on any of them (chance) |"
+        lines += ["", f"{title}; the trained model with offset(b) alone as the query (same targets, the query's own "
+                  "row left out)" + ("" if group is None else ", and how often its arithmetic lands on any concept of "
+                                     "the group"), "",
+                  f"| gallery − offset {header} | chance | trained, offset(b) alone |{landing}",
+                  rule + "---|" + ("---|" if landing else "")]
         for key in chance:
+            trained = measures["trained"][key]
             lines.append(f"| {key} | " + " | ".join(_percent(measures[n][key]["accuracy"]) for n in names)
-                         + f" | {_percent(chance[key])} | {_percent(measures['trained'][key]['offset_alone'])} |")
+                         + f" | {_percent(chance[key])} | {_percent(trained['offset_alone'])} |"
+                         + ("" if group is None else
+                            f" {_percent(trained['in_targets'])} ({_percent(trained['in_targets_chance'])}) |"))
     return "\n".join(lines)
 
 

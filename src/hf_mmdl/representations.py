@@ -159,8 +159,11 @@ def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: i
     `offset_alone` (the same share when offset_j alone is the query, with the same targets and the same row left
     out: what the arithmetic must beat to show that subtracting concept a helps), `chance` (the expected accuracy of
     a query that points nowhere in particular: the mean over queries of the share of concept b among the N − 1
-    searched rows) and `queries` (N without `target_concepts`). Raises ValueError for unpaired shapes, different
-    widths, a single concept, or `target_concepts` that leave no query a target."""
+    searched rows) and `queries` (N without `target_concepts`); with `target_concepts` also `in_targets` (share of
+    the arithmetic queries whose nearest row has any of those concepts) and its chance `in_targets_chance` (their
+    rows' share among the searched rows): when unseen concepts sit together, a query can land among them without
+    telling them apart, and `accuracy` / `in_targets` says how often it then picks the right one. Raises ValueError
+    for unpaired shapes, different widths, a single concept, or `target_concepts` that leave no query a target."""
     source, offset = _paired(source, offset, "analogy_accuracy", labels)
     if source.shape[1] != offset.shape[1]:
         raise ValueError(f"analogy_accuracy adds and subtracts embeddings of one space: widths {source.shape[1]} and "
@@ -183,13 +186,19 @@ def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: i
     target = keys[rows].argmax(1)
     wanted = labels[target]
     searched = F.normalize(source, dim=-1).T
-    hits = {}
+    hits, nearest = {}, {}
     for name, query in (("accuracy", source[rows] - offset[rows] + offset[target]), ("offset_alone", offset[target])):
         similarity = F.normalize(query, dim=-1) @ searched
         similarity[torch.arange(len(rows)), rows] = -float("inf")
-        hits[name] = float((labels[similarity.argmax(1)] == wanted).float().mean())
+        nearest[name] = labels[similarity.argmax(1)]
+        hits[name] = float((nearest[name] == wanted).float().mean())
     share = dict(zip(concepts.tolist(), (counts / (len(labels) - 1)).tolist()))
-    return {**hits, "chance": float(np.mean([share[c] for c in wanted.tolist()])), "queries": len(rows)}
+    result = {**hits, "chance": float(np.mean([share[c] for c in wanted.tolist()])), "queries": len(rows)}
+    if target_concepts is not None:
+        result["in_targets"] = float(torch.isin(nearest["accuracy"], labels[allowed]).float().mean())
+        # A query's own row is never searched: the share of target rows among the other N − 1, averaged.
+        result["in_targets_chance"] = float(((allowed.sum() - allowed[rows].double()) / (len(labels) - 1)).mean())
+    return result
 
 
 def _numpy(features: torch.Tensor) -> np.ndarray:
