@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hf_mmdl.modeling.configuration_data2vec_multimodal import MODALITIES
 from hf_mmdl.training.data2vec_multimodal import (
-    DATA2VEC_MULTIMODAL_RECIPE, Data2VecDataArguments, parse_ratios, trained_modalities,
+    DATA2VEC_MULTIMODAL_RECIPE, SCENE_FLAGS, Data2VecDataArguments, parse_ratios, trained_modalities,
 )
 
 logger = logging.getLogger("study_multimodal")
@@ -65,6 +65,17 @@ class Run:
         ratios = parse_ratios(self.flags.get("modality_ratios", Data2VecDataArguments.modality_ratios))
         paired_fraction = float(self.flags.get("paired_fraction", Data2VecDataArguments.paired_fraction))
         return trained_modalities(ratios, paired_fraction)
+
+
+def flag_value(argv: list[str], name: str, default: str) -> str:
+    """The value of `--name value` or `--name=value` in `argv` (the last one given), else `default`."""
+    value = default
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(f"--{name}="):
+            value = arg.partition("=")[2]
+    return value
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -276,8 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
     if len(sizes) < 3 or len(set(sizes)) != len(sizes) or design_size not in sizes:
         raise ValueError(f"--sizes needs at least three different WIDTHxDEPTH, one of them --design_size "
                          f"{design_size[0]}x{design_size[1]}; got {options.sizes!r}.")
-    # --quick's small data and batches, except where the user gave their own.
-    quick = [item for i in range(0, len(QUICK_DATA), 2) if QUICK_DATA[i][2:] not in given
+    # --quick's small data and batches, except where the user gave their own; the scenes' sizes only for the scenes
+    # (a user dataset's splits decide its rows, and the recipe refuses them there).
+    dataset_name = flag_value(shared, "dataset_name", Data2VecDataArguments.dataset_name)
+    skip = given | (set() if dataset_name == "scenes" else set(SCENE_FLAGS))
+    quick = [item for i in range(0, len(QUICK_DATA), 2) if QUICK_DATA[i][2:] not in skip
              for item in QUICK_DATA[i:i + 2]] if options.quick else []
     shared = [*(["--model_size", "tiny"] if options.quick else []), "--seed", str(options.seed),
               "--disable_tqdm", "true", "--logging_steps", str(max(1, steps // 5)), *quick, *shared]

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,7 +17,9 @@ from transformers import AutoModelForPreTraining, AutoProcessor
 
 from hf_mmdl.data.trimodal import load_trimodal_dataset
 from hf_mmdl.processing import Data2VecMultimodalProcessor
-from hf_mmdl.training.data2vec_multimodal import DATA2VEC_MULTIMODAL_RECIPE, ModalityBatchCollator, parse_ratios
+from hf_mmdl.training.data2vec_multimodal import (
+    DATA2VEC_MULTIMODAL_RECIPE, Data2VecTrainer, ModalityBatchCollator, hold_out_concepts, parse_ratios,
+)
 
 from interruption import kill_once_written
 
@@ -128,3 +131,103 @@ def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(tmp_path):
     model = AutoModelForPreTraining.from_pretrained(tmp_path / "two")
     pairs = zip(model.teacher_layers.parameters(), model.data2vec_multimodal.layers.parameters())
     assert any(not torch.equal(t, s) for t, s in pairs), "the teacher did not follow the student under DDP"
+
+
+@pytest.fixture(scope="module")
+def scenes60():
+    return load_trimodal_dataset("scenes", num_train=60, num_test=30, image_size=24)
+
+
+def test_held_out_concepts_never_reach_training_in_any_modality_nor_the_no_pairs_baseline(scenes60, tmp_path,
+                                                                                           monkeypatch):
+    # The concept order of the scenes' ClassLabel, the first three: each has 2 of the 60 training rows.
+    held_out = ["red circle", "red square", "red triangle"]
+    seen_inputs = []
+    original = Data2VecTrainer.compute_loss
+
+    def spy(self, model, inputs, *args, **kwargs):
+        seen_inputs.append({k: v.detach().clone() for k, v in inputs.items()})
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(Data2VecTrainer, "compute_loss", spy)
+    arguments, given = DATA2VEC_MULTIMODAL_RECIPE.parse(
+        [*TINY_RUN, "--num_train_images", "60", "--output_dir", str(tmp_path), "--max_steps", "8",
+         "--no_pairs_baseline", "true", "--held_out_concepts", ", ".join(held_out)])
+    results = DATA2VEC_MULTIMODAL_RECIPE.run(*arguments, given=given)
+    assert len(seen_inputs) == 16, "both the model and its no-pairs baseline train 8 steps"
+    assert results["held_out_concepts"] == held_out
+    assert (results["train_rows"], results["held_out_train_rows"], results["test_rows"]) == (54, 6, 30)
+    assert json.loads((tmp_path / "results.json").read_text())["held_out_concepts"] == held_out
+
+    # Every training row, processed alone by the run's processor: what a batch row of it looks like.
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    train = scenes60["train"]
+    names = train.features["concept"].names
+    is_held_out = [names[c] in held_out for c in train["concept"]]
+    assert sum(is_held_out) == 6
+    reference = [processor(text=[row["text"]], images=[row["image"]], audio=[row["audio"]], sampling_rate=16000)
+                 for row in train]
+
+    def which_rows(batch, modality, i):
+        """The training rows whose processed `modality` equals row i of the batch."""
+        if modality == "text":
+            ids = batch["input_ids"][i][batch["attention_mask"][i].bool()]
+            return [r for r, ref in enumerate(reference) if torch.equal(ref["input_ids"][0], ids)]
+        if modality == "image":
+            return [r for r, ref in enumerate(reference) if torch.equal(ref["pixel_values"][0], batch["pixel_values"][i])]
+        length = int(batch["audio_attention_mask"][i].sum())
+        values = batch["input_values"][i][:length]
+        return [r for r, ref in enumerate(reference) if ref["input_values"].shape[1] == length
+                and torch.allclose(ref["input_values"][0], values, atol=1e-4)]
+
+    found = Counter()
+    keys = {"text": "input_ids", "image": "pixel_values", "audio": "input_values"}
+    for batch in seen_inputs:
+        for modality, key in keys.items():
+            for i in range(len(batch.get(key, ()))):
+                rows = which_rows(batch, modality, i)
+                # A truncated caption may match several rows; only a row that nothing seen explains is a leak.
+                assert rows and not all(is_held_out[r] for r in rows), f"a held-out {modality} reached training"
+                found[modality] += 1
+    # The matching itself works: every modality's training rows were recognised.
+    assert min(found[m] for m in keys) > 0, found
+
+
+def test_held_out_concepts_drawn_by_count_follow_the_seed_and_keep_every_row_for_the_probes(scenes60):
+    splits = scenes60
+    kept, names = hold_out_concepts(splits, count=4, seed=1)
+    assert len(names) == 4 and hold_out_concepts(splits, count=4, seed=1)[1] == names
+    assert hold_out_concepts(splits, count=4, seed=2)[1] != names
+    concept_names = splits["train"].features["concept"].names
+    assert not {concept_names[c] for c in kept["train"]["concept"]} & set(names)
+    assert len(kept["train"]) == 52 and len(kept["probe_train"]) == 60 and len(kept["test"]) == 30
+    assert hold_out_concepts(splits) == (splits, [])
+
+
+@pytest.mark.parametrize("names, count, message", [
+    ("red circle", 2, "give one of the two"),
+    ("", -1, "0 or more"),
+    ("", 29, "at least two must stay"),
+    ("red circle,pink circle", 0, r"\['pink circle'\], which are not concepts"),
+])
+def test_bad_held_out_concepts_are_refused(scenes60, names, count, message):
+    with pytest.raises(ValueError, match=message):
+        hold_out_concepts(scenes60, names, count)
+
+
+def test_a_held_out_concept_without_test_rows_is_refused(scenes60):
+    splits = datasets.DatasetDict({**scenes60, "test": scenes60["test"].filter(lambda row: row["concept"] != 0)})
+    with pytest.raises(ValueError, match=r"\['red circle'\] have no test rows"):
+        hold_out_concepts(splits, "red circle")
+
+
+@pytest.mark.parametrize("dataset, flag, message", [
+    ("my/set", ["--num_train_images", "50"], "--num_train_images does not apply to --dataset_name my/set"),
+    ("twemoji", ["--num_test_images", "50"], "--num_test_images does not apply to --dataset_name twemoji"),
+    ("scenes", ["--audio_column", "speech"], "--audio_column does not apply to --dataset_name scenes"),
+])
+def test_a_data_flag_the_dataset_would_ignore_is_refused(tmp_path, dataset, flag, message):
+    arguments, given = DATA2VEC_MULTIMODAL_RECIPE.parse(
+        [*TINY_RUN[:2], "--dataset_name", dataset, *flag, "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match=message):
+        DATA2VEC_MULTIMODAL_RECIPE.run(*arguments, given=given)

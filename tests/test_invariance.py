@@ -9,7 +9,7 @@ import torch
 
 from hf_mmdl.cli import main
 from hf_mmdl.data.trimodal import load_trimodal_dataset
-from hf_mmdl.invariance import analyse_invariance, held_out_rows, invariance_report
+from hf_mmdl.invariance import analyse_invariance, embed, held_out_rows, invariance_report, load_model
 from hf_mmdl.representations import analogy_accuracy, centroid_gap, cosine_gap, linear_cka
 
 from test_data2vec_multimodal_pipeline import IMAGE_SIZE, save_tiny_model
@@ -142,6 +142,69 @@ def test_analogy_arithmetic_finds_the_target_concept_across_a_modality_gap():
     assert analogy_accuracy(images, torch.zeros_like(captions), labels)["accuracy"] == 0.0
 
 
+def test_offset_alone_queries_with_the_target_rows_offset_embedding():
+    images, captions, labels = offset_modalities()
+    # A caption modality equal to the images: caption(b) alone finds images of b.
+    assert analogy_accuracy(images, images.clone(), labels)["offset_alone"] == 1.0
+    # Captions that know nothing of the concepts: caption(b) alone lands on b only by chance.
+    unrelated = analogy_accuracy(images, gaussian(len(labels), 16, seed=9), labels)
+    assert abs(unrelated["offset_alone"] - unrelated["chance"]) < 0.06
+
+
+def held_out_modalities(num_concepts=6, rows_per_concept=30, held_out=(4, 5)):
+    """Images carry every concept; captions carry the concepts a model was trained on and only noise for the
+    held-out ones (it never learned to place them)."""
+    labels = torch.arange(num_concepts).repeat_interleave(rows_per_concept)
+    concepts = 3.0 * gaussian(num_concepts, 16, seed=1)
+    images = concepts[labels] + 0.3 * gaussian(len(labels), 16, seed=2)
+    captions = concepts[labels] + 0.3 * gaussian(len(labels), 16, seed=3)
+    unseen = torch.isin(labels, torch.tensor(held_out))
+    captions[unseen] = 3.0 * gaussian(int(unseen.sum()), 16, seed=4)
+    return images, captions, labels
+
+
+def test_analogy_towards_held_out_targets_is_scored_apart_from_seen_ones():
+    images, captions, labels = held_out_modalities()
+    towards_held_out = analogy_accuracy(images, captions, labels, target_concepts=[4, 5])
+    towards_seen = analogy_accuracy(images, captions, labels, target_concepts=[0, 1, 2, 3])
+    everything = analogy_accuracy(images, captions, labels)
+    assert towards_held_out["accuracy"] < 0.1 and towards_held_out["offset_alone"] < 0.2
+    assert towards_seen["accuracy"] > 0.8  # sources of held-out concepts miss sometimes: their captions are noise
+    assert towards_held_out["accuracy"] < everything["accuracy"] < towards_seen["accuracy"]
+    # Every row aims somewhere: a held-out row at the other held-out concept, so the chance is 30 of 179 rows.
+    assert towards_held_out["queries"] == towards_seen["queries"] == 180
+    assert towards_held_out["chance"] == pytest.approx(30 / 179)
+    # With one allowed concept, its own rows have nothing to aim at and make no query.
+    assert analogy_accuracy(images, captions, labels, target_concepts=[5])["queries"] == 150
+    with pytest.raises(ValueError, match="nothing to aim at"):
+        analogy_accuracy(images, captions, labels, target_concepts=[9])
+
+
+def test_landing_among_the_target_concepts_is_told_apart_from_naming_the_right_one():
+    images, captions, labels = held_out_modalities()
+    # A model that places the two held-out concepts at one point: its queries reach them but cannot tell them apart.
+    unseen = labels >= 4
+    centre = images[unseen].mean(0)
+    images[unseen] = centre + 0.3 * gaussian(int(unseen.sum()), 16, seed=5)
+    captions[unseen] = centre + 0.3 * gaussian(int(unseen.sum()), 16, seed=6)
+    result = analogy_accuracy(images, captions, labels, target_concepts=[4, 5])
+    assert result["in_targets"] > 0.9 and 0.3 < result["accuracy"] < 0.7
+    # Each query searches the other 179 rows, 60 of them held out unless it is one of those itself.
+    assert result["in_targets_chance"] == pytest.approx((180 * 60 - 60) / (180 * 179))
+    assert "in_targets" not in analogy_accuracy(images, captions, labels)
+
+
+def test_invariance_report_splits_the_analogies_by_held_out_and_seen_targets():
+    images, captions, labels = held_out_modalities()
+    report = invariance_report({"text": captions, "image": images}, labels, held_out=[4, 5])
+    by_target = report["analogy_by_target"]
+    assert set(by_target) == {"held_out", "seen"} and set(by_target["seen"]) == {"text−image", "image−text"}
+    assert by_target["held_out"]["image−text"]["accuracy"] < 0.1 < 0.8 < by_target["seen"]["image−text"]["accuracy"]
+    assert by_target["held_out"]["image−text"] == analogy_accuracy(images, captions, labels, target_concepts=[4, 5])
+    assert report["analogy"]["image−text"] == analogy_accuracy(images, captions, labels)
+    assert "analogy_by_target" not in invariance_report({"text": captions, "image": images}, labels)
+
+
 def test_analogy_accuracy_of_unrelated_features_is_near_chance():
     labels = torch.arange(600) % 6
     result = analogy_accuracy(gaussian(600, 32, seed=0), gaussian(600, 32, seed=1), labels)
@@ -243,6 +306,40 @@ def test_a_users_dataset_is_read_by_its_column_names_with_string_concepts(folder
     assert results["rows"] == 12 and results["concepts"] == len(set(user["label"]))
 
 
+def test_the_concepts_a_run_held_out_are_read_from_its_results_and_scored_apart(folders, scenes, tmp_path):
+    folder = save_tiny_model(tmp_path / "held-out", seed=1)
+    (folder / "results.json").write_text(json.dumps({"held_out_concepts": ["red circle", "blue square"]}))
+    results = analyse_invariance(folder, dataset=scenes, output_dir=tmp_path / "out", random_init=False)
+    names = scenes["test"].features["concept"].names
+    assert results["held_out_concepts"] == ["red circle", "blue square"]
+    held_out = {names.index("red circle"), names.index("blue square")}
+    shared = results["models"]["trained"]["shared"]
+    assert set(shared["analogy_by_target"]) == {"held_out", "seen"}
+    assert shared["analogy_by_target"]["held_out"]["image−text"] == invariance_report(
+        *embedded(folder, scenes["test"]), held_out=held_out)["analogy_by_target"]["held_out"]["image−text"]
+    test_labels = scenes["test"]["concept"]
+    share = sum(c in held_out for c in test_labels) / 2 / (len(test_labels) - 1)  # one held-out concept per query
+    assert results["chance"]["analogy_by_target"]["held_out"]["image−text"] == pytest.approx(share)
+    table = (tmp_path / "out" / "invariance.md").read_text()
+    assert "analogy towards held-out concepts" in table and "red circle, blue square" in table
+    assert "trained, lands on any of them (chance)" in table
+    assert "analogy towards seen concepts" in table
+    # Given explicitly, [] turns the split off; names that the rows lack are refused.
+    assert "analogy_by_target" not in analyse_invariance(folder, dataset=scenes, output_dir=tmp_path / "none",
+                                                         random_init=False, held_out_concepts=[])["chance"]
+    with pytest.raises(ValueError, match=r"\['pink circle'\] \(given\) are not among"):
+        analyse_invariance(folder, dataset=scenes, random_init=False, held_out_concepts=["pink circle"])
+    with pytest.raises(TypeError, match="list of concept names"):
+        analyse_invariance(folder, dataset=scenes, random_init=False, held_out_concepts="red circle")
+
+
+def embedded(folder, rows):
+    """The trained model's shared-space embeddings of `rows` and their labels, as `analyse_invariance` takes them."""
+    model, processor = load_model(folder)
+    rows = rows.with_format("numpy", columns=["audio"], output_all_columns=True)
+    return embed(model, processor, rows)["shared"], rows["concept"]
+
+
 def test_the_command_explains_itself(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["analyse", "--help"])
@@ -255,6 +352,15 @@ def test_the_command_prints_the_tables_and_writes_next_to_the_folder(folders, ca
     out = capsys.readouterr().out
     assert "| text→image |" in out and "analogy" in out
     assert (folders / "alone" / "invariance" / "invariance.json").is_file()
+
+
+def test_the_command_scores_the_held_out_concepts_it_is_given(folders, capsys, tmp_path):
+    main(["analyse", str(folders / "alone"), "--num_train_images", "30", "--num_test_images", "30",
+          "--held_out_concepts", "red circle, blue square", "--output_dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "analogy towards held-out concepts**: targets b among the 2 concepts never trained on (red circle, blue " \
+           "square)" in out and "analogy towards seen concepts" in out
+    assert json.loads((tmp_path / "invariance.json").read_text())["held_out_concepts"] == ["red circle", "blue square"]
 
 
 # Bad input

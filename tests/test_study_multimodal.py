@@ -6,8 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 from transformers import AutoConfig
+
+from hf_mmdl.cli import main as hf_mmdl_main
+from hf_mmdl.data.trimodal import load_trimodal_dataset
 
 from hf_mmdl.modeling.configuration_data2vec_multimodal import MODALITIES, data2vec_multimodal_config_for
 from hf_mmdl.training.data2vec_multimodal import DATA2VEC_MULTIMODAL_RECIPE
@@ -159,3 +163,38 @@ def test_a_unimodal_runs_own_table_shows_its_modality_without_baselines_or_retri
     table = DATA2VEC_MULTIMODAL_RECIPE.results_table(results)
     assert table.splitlines()[2].startswith("| audio | ") and table.splitlines()[2].count("—") == 2
     assert len(table.splitlines()) == 3 and "retrieval" not in table
+
+
+def save_user_trimodal_dataset(folder: Path) -> Path:
+    """60 training and 30 test scenes as a user would save them: their own column names, concept names as strings
+    and audio as {"array", "sampling_rate"} dicts."""
+    scenes = load_trimodal_dataset("scenes", num_train=60, num_test=30, image_size=24)
+
+    def user(rows):
+        names = rows.features["concept"].names
+        return datasets.Dataset.from_dict({
+            "picture": rows["image"], "caption": rows["text"],
+            "speech": [{"array": clip, "sampling_rate": 16000} for clip in rows["audio"]],
+            "label": [names[c] for c in rows["concept"]]})
+
+    datasets.DatasetDict({"train": user(scenes["train"]), "test": user(scenes["test"])}).save_to_disk(str(folder))
+    return folder
+
+
+def test_a_users_dataset_saved_to_disk_runs_through_the_study_and_the_analysis_command(tmp_path, capsys):
+    data = save_user_trimodal_dataset(tmp_path / "data")
+    columns = ["--dataset_name", str(data), "--image_column", "picture", "--text_column", "caption",
+               "--audio_column", "speech", "--concept_column", "label"]
+    # --quick's scene sizes stay out (the user's splits decide the rows); string concepts are read as class ids.
+    study = study_multimodal.main(["--quick", "--max_steps", "2", "--output_dir", str(tmp_path / "study"), *columns,
+                                   "--held_out_concepts", "red circle"])
+    assert study["complete"] and study["dataset"] == str(data)
+    assert (study["train_rows"], study["test_rows"]) == (58, 30)
+    assert [r["run"] for r in study["runs"]] == DESIGN + UNIMODAL + SWEEP
+    run = tmp_path / "study" / "runs" / "experts"
+    assert json.loads((run / "results.json").read_text())["held_out_concepts"] == ["red circle"]
+    hf_mmdl_main(["analyse", str(run), *columns, "--output_dir", str(tmp_path / "analysis")])
+    out = capsys.readouterr().out
+    assert "| text→image |" in out and "(red circle)" in out and "analogy towards seen concepts" in out
+    results = json.loads((tmp_path / "analysis" / "invariance.json").read_text())
+    assert (results["rows"], results["concepts"], results["held_out_concepts"]) == (30, 30, ["red circle"])

@@ -61,18 +61,16 @@ def demo(args: argparse.Namespace) -> None:
 
 def analyse(args: argparse.Namespace) -> None:
     from .invariance import analyse_invariance, invariance_table
+    from .training.data2vec_multimodal import COLUMN_FLAGS, SCENE_FLAGS, refuse_inapplicable_data_flags
 
     # Each dataset option applies to one kind of dataset; given for another, it is refused rather than ignored.
-    scene_flags = {"num_train_images": "num_train", "num_test_images": "num_test"}
-    column_flags = {f"{c}_column": f"{c}_column" for c in ("image", "text", "audio", "concept")}
-    applicable = scene_flags if args.dataset_name == "scenes" else {} if args.dataset_name == "twemoji" else column_flags
-    for name in {**scene_flags, **column_flags}:
-        if getattr(args, name) is not None and name not in applicable:
-            raise ValueError(f"--{name} does not apply to --dataset_name {args.dataset_name}: "
-                             + ("it sizes the built-in scenes." if name in scene_flags else "it names a column of "
-                                "your own dataset."))
+    given = {name for name in (*SCENE_FLAGS, *COLUMN_FLAGS) if getattr(args, name) is not None}
+    refuse_inapplicable_data_flags(args.dataset_name, given)
+    keys = {"num_train_images": "num_train", "num_test_images": "num_test"}
     options = {"dataset": args.dataset_name, "max_rows": args.max_rows, "seed": args.seed}
-    options |= {key: getattr(args, name) for name, key in applicable.items() if getattr(args, name) is not None}
+    if args.held_out_concepts is not None:
+        options["held_out_concepts"] = [name.strip() for name in args.held_out_concepts.split(",") if name.strip()]
+    options |= {keys.get(name, name): getattr(args, name) for name in given}
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.folder) / "invariance"
     results = analyse_invariance(args.folder, no_pairs=args.no_pairs, output_dir=output_dir, **options)
     print("\n" + invariance_table(results))
@@ -87,7 +85,8 @@ def add_analysis(commands) -> None:
                     "(or saved by the training run in FOLDER/no_pairs), the model trained without paired batches; "
                     "report matched-minus-mismatched cosine, linear CKA and centroid gap per pair of modalities, "
                     "retrieval in all six directions and analogy accuracy (gallery(a) - offset(a) + offset(b) finds "
-                    "concept b), with chance. Writes invariance.json, invariance.md and embedding figures.",
+                    "concept b; apart for targets held out of training), with chance. Writes invariance.json, "
+                    "invariance.md and embedding figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     analysis.add_argument("folder", help="A saved data2vec-multimodal folder (e.g. hf_mmdl_quickstart/data2vec_multimodal).")
@@ -105,6 +104,10 @@ def add_analysis(commands) -> None:
                                "(default 1200).")
     analysis.add_argument(*flag("num_test_images"), type=int, default=None, help="Scenes: held-out rows (default 300).")
     analysis.add_argument(*flag("max_rows"), type=int, default=None, help="Analyse only the first held-out rows.")
+    analysis.add_argument(*flag("held_out_concepts"), default=None,
+                          help="Comma-separated concepts the model never trained on, whose analogy accuracy is "
+                               "reported apart from the seen ones (default: those FOLDER/results.json lists, as "
+                               "the recipe's --held_out_concepts records them); '' for no split.")
     analysis.add_argument(*flag("seed"), type=int, default=0, help="Random-init weights, shuffles and analogy targets.")
     analysis.add_argument(*flag("output_dir"), default=None, help="Where the results go (default: FOLDER/invariance).")
     analysis.set_defaults(handler=analyse)

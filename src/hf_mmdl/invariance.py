@@ -12,8 +12,10 @@ For each pair of modalities it measures the matched-minus-mismatched mean cosine
 of the same concept), linear CKA (with the CKA of row-shuffled pairs as the no-correspondence level) and the gap
 between the modality centroids; for each of the six ordered pairs retrieval R@1 / R@5 / concept R@1; and for each
 ordered (gallery, offset) pair the analogy accuracy of emb_gallery(a) − emb_offset(a) + emb_offset(b) retrieving
-concept b (`hf_mmdl.representations`). It writes `invariance.json`, `invariance.md` (the tables) and one 2-D
-embedding figure per model. The command is `hf-mmdl analyse FOLDER`.
+concept b (`hf_mmdl.representations`), next to offset(b) alone as the query; when the training run held concepts
+out (`--held_out_concepts`, listed in the folder's results.json), the analogies are also reported for targets b
+among those never-trained concepts and among the seen ones. It writes `invariance.json`, `invariance.md` (the
+tables) and one 2-D embedding figure per model. The command is `hf-mmdl analyse FOLDER`.
 """
 
 import json
@@ -27,7 +29,7 @@ import torch
 from transformers import AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from .data.trimodal import load_trimodal_dataset
+from .data.trimodal import concepts_as_class_labels, load_trimodal_dataset
 from .modeling import Data2VecMultimodalModel
 from .modeling.configuration_data2vec_multimodal import MODALITIES
 from .representations import (
@@ -87,21 +89,12 @@ def load_model(folder: str | Path, role: str = "model") -> tuple[Data2VecMultimo
 
 
 def _with_concept_ids(rows: datasets.Dataset) -> tuple[datasets.Dataset, list[str] | None]:
-    """Rows whose `concept` holds integer ids, and the concept names when known: a ClassLabel keeps its names,
-    string concepts become ids in sorted order, integers stay as they are. Other types raise ValueError."""
+    """Rows whose `concept` holds integer ids, and the concept names when known (`concepts_as_class_labels`: a
+    ClassLabel keeps its names, string concepts become ids in sorted order, integers stay). Other types raise
+    ValueError."""
+    rows = concepts_as_class_labels({"rows": rows})["rows"]
     feature = rows.features["concept"]
-    if isinstance(feature, datasets.ClassLabel):
-        return rows, list(feature.names)
-    values = rows["concept"]
-    if all(isinstance(v, str) for v in values):
-        names = sorted(set(values))
-        index = {name: i for i, name in enumerate(names)}
-        return rows.map(lambda row: {"concept": index[row["concept"]]}, keep_in_memory=True,
-                        features=datasets.Features({**rows.features, "concept": datasets.ClassLabel(names=names)})), names
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return rows, None
-    raise ValueError("The concept column must hold integer class ids, a ClassLabel or concept names (str); got "
-                     f"{type(values[0]).__name__} values.")
+    return rows, list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
 def held_out_rows(dataset="scenes", split: str = "test", image_size: int = 32, max_rows: int | None = None,
@@ -158,18 +151,26 @@ def embed(model, processor, rows: datasets.Dataset) -> dict[str, dict[str, torch
     return spaces
 
 
-def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0) -> dict:
+def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0, held_out=()) -> dict:
     """Every invariance and arithmetic measure of one model's embeddings in one space.
 
-    embeddings: {modality: (N, D)} with row i of each describing the same example; labels: (N,) concept ids.
+    embeddings: {modality: (N, D)} with row i of each describing the same example; labels: (N,) concept ids;
+    held_out: the ids of concepts the model never trained on.
     Returns `pairs` (per unordered pair "a–b": `cosine_rows`, `cosine_concepts` and `cosine_concepts_centred`
     (`cosine_gap` without labels, with labels, and with labels after removing each modality's mean), `cka`,
     `cka_shuffled` (CKA after permuting b's rows with `seed`: the no-correspondence level) and `centroid`
     (`centroid_gap`)), `retrieval` (per ordered pair "a→b": `retrieval_recall`) and `analogy` (per ordered pair
-    "gallery−offset": `analogy_accuracy`)."""
+    "gallery−offset": `analogy_accuracy`); with `held_out`, also `analogy_by_target`: {"held_out": ..., "seen": ...},
+    the same analogies with the targets b limited to the held-out concepts or to the others (a group without
+    concepts among `labels` is left out)."""
     labels = np.asarray(labels)
     permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     report = {"pairs": {}, "retrieval": {}, "analogy": {}}
+    present = set(labels.tolist())
+    groups = {"held_out": present & set(held_out), "seen": present - set(held_out)} if held_out else {}
+    groups = {group: concepts for group, concepts in groups.items() if concepts}
+    if groups:
+        report["analogy_by_target"] = {group: {} for group in groups}
     for a, b in combinations(embeddings, 2):
         x, y = embeddings[a], embeddings[b]
         report["pairs"][f"{a}–{b}"] = {
@@ -180,12 +181,45 @@ def invariance_report(embeddings: dict[str, torch.Tensor], labels, seed: int = 0
     for a, b in permutations(embeddings, 2):
         report["retrieval"][f"{a}→{b}"] = retrieval_recall(embeddings[a], embeddings[b], labels)
         report["analogy"][f"{a}−{b}"] = analogy_accuracy(embeddings[a], embeddings[b], labels, seed=seed)
+        for group, concepts in groups.items():
+            report["analogy_by_target"][group][f"{a}−{b}"] = analogy_accuracy(
+                embeddings[a], embeddings[b], labels, seed=seed, target_concepts=concepts)
     return report
+
+
+def held_out_of(model_folder: Path) -> list[str]:
+    """The concepts the run that saved `model_folder` held out of training (its results.json's
+    `held_out_concepts`), or [] when it held none out or left no results.json."""
+    results_file = model_folder / "results.json"
+    if not results_file.is_file():
+        return []
+    try:
+        names = json.loads(results_file.read_text()).get("held_out_concepts") or []
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{results_file} is not valid JSON ({error}).") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{results_file}: held_out_concepts must be a list of concept names, got {names!r}.")
+    return names
+
+
+def concept_ids(wanted: list[str], labels: np.ndarray, names: list[str] | None, where: str) -> list[int]:
+    """The ids of concept names among the analysed rows' concepts (bare ids are named by their number, "3");
+    ValueError naming those that the rows do not hold."""
+    present = sorted(set(labels.tolist()))
+    name_of = {c: names[c] if names else str(c) for c in present}
+    ids = {name: c for c, name in name_of.items()}
+    unknown = [n for n in wanted if n not in ids]
+    if unknown:
+        raise ValueError(f"The held-out concept(s) {unknown} ({where}) are not among the analysed rows' concepts "
+                         f"{list(ids)[:40]}: analyse a dataset that holds them, or pass held_out_concepts=[] "
+                         "(--held_out_concepts '') to analyse without the split.")
+    return sorted(ids[n] for n in wanted)
 
 
 def analyse_invariance(model_folder: str | Path, dataset="scenes", no_pairs: str | Path | None = None,
                        output_dir: str | Path | None = None, random_init: bool = True, seed: int = 0,
-                       split: str = "test", max_rows: int | None = None, **dataset_options) -> dict:
+                       split: str = "test", max_rows: int | None = None, held_out_concepts: list[str] | None = None,
+                       **dataset_options) -> dict:
     """Measure how far a trained data2vec-multimodal model's modalities agree, against its baselines.
 
     model_folder: a data2vec-multimodal folder (`AutoModel` or pre-training; the student is measured). `dataset`,
@@ -193,15 +227,25 @@ def analyse_invariance(model_folder: str | Path, dataset="scenes", no_pairs: str
     model's image size by default). Baselines: with `random_init`, the same configuration freshly initialised with
     `seed`; `no_pairs`, a folder of the same model trained without paired batches — by default
     `model_folder/no_pairs` when it holds a model (what the training recipe's `--no_pairs_baseline` saves).
-    Writes `invariance.json` (everything below), `invariance.md` (the tables) and `embedding_space[_BASELINE].png`
-    (PCA of the shared-space embeddings: colour = concept, marker = modality) to `output_dir` (default
+    `held_out_concepts`: names of concepts the model never trained on, whose analogies are reported apart from the
+    seen concepts' (`analogy_by_target`); by default those that `model_folder/results.json` lists (the recipe's
+    `--held_out_concepts`), `[]` for no split. Writes `invariance.json` (everything below), `invariance.md` (the
+    tables) and `embedding_space[_BASELINE].png` (PCA of the shared-space embeddings: colour = concept, marker =
+    modality) to `output_dir` (default
     `model_folder/invariance`) and returns the JSON's content: `models` ({name: {space: `invariance_report`}}),
-    `chance` (retrieval and analogy chance), `rows`, `concepts` and the folders measured.
+    `chance` (retrieval and analogy chance, and with held-out concepts `analogy_by_target`), `rows`, `concepts`,
+    `held_out_concepts` and the folders measured.
 
-    Raises FileNotFoundError for a missing folder, ValueError for a folder of another architecture or a dataset
-    without image/text/audio/concept columns."""
+    Raises FileNotFoundError for a missing folder, ValueError for a folder of another architecture, a dataset
+    without image/text/audio/concept columns, or held-out concepts that the analysed rows do not hold."""
     model_folder = Path(model_folder)
     model, processor = load_model(model_folder)
+    if isinstance(held_out_concepts, str):
+        raise TypeError(f"held_out_concepts={held_out_concepts!r}: pass a list of concept names, e.g. "
+                        "['red circle', 'blue square'].")
+    from_folder = held_out_concepts is None
+    if from_folder:
+        held_out_concepts = held_out_of(model_folder)
     if no_pairs is None and (model_folder / "no_pairs" / "config.json").is_file():
         no_pairs = model_folder / "no_pairs"
         logger.info("Comparing with the no-pairs model saved by the training run: %s", no_pairs)
@@ -215,19 +259,26 @@ def analyse_invariance(model_folder: str | Path, dataset="scenes", no_pairs: str
     rows, names = held_out_rows(dataset, split=split, image_size=model.config.vision_config.image_size,
                                 max_rows=max_rows, **dataset_options)
     labels = np.asarray(rows["concept"])
+    held_out = concept_ids(list(held_out_concepts), labels, names,
+                           f"listed in {model_folder / 'results.json'}" if from_folder else "given")
     logger.info("Embedding %d held-out rows with %s", len(rows), ", ".join(models))
     embeddings = {name: embed(m, p, rows) for name, (m, p) in models.items()}
-    reports = {name: {space: invariance_report(spaces[space], labels, seed) for space in SPACES}
+    reports = {name: {space: invariance_report(spaces[space], labels, seed, held_out) for space in SPACES}
                for name, spaces in embeddings.items()}
+    shared = reports["trained"]["shared"]
     results = {
         "model_folder": str(model_folder), "no_pairs_folder": None if no_pairs is None else str(no_pairs),
         "dataset": dataset if isinstance(dataset, str) else "given", "split": split, "rows": len(rows),
-        "concepts": len(set(labels.tolist())), "seed": seed,
+        "concepts": len(set(labels.tolist())), "seed": seed, "held_out_concepts": list(held_out_concepts),
         "models": reports,
         # Analogy chance depends only on the labels and the seed's choice of target rows, the same for every model.
         "chance": {"retrieval": retrieval_chance(len(rows), labels),
-                   "analogy": {key: value["chance"] for key, value in reports["trained"]["shared"]["analogy"].items()}},
+                   "analogy": {key: value["chance"] for key, value in shared["analogy"].items()}},
     }
+    if "analogy_by_target" in shared:
+        results["chance"]["analogy_by_target"] = {
+            group: {key: value["chance"] for key, value in measures.items()}
+            for group, measures in shared["analogy_by_target"].items()}
     out = Path(output_dir) if output_dir is not None else model_folder / "invariance"
     out.mkdir(parents=True, exist_ok=True)
     (out / "invariance.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
@@ -263,7 +314,8 @@ PAIR_MEASURES = (
 
 def invariance_table(results: dict) -> str:
     """Markdown tables of `analyse_invariance` results: per space the pair measures, then retrieval and analogy in
-    the shared space; a column per measured model and one for chance (or the no-correspondence level)."""
+    the shared space (with held-out concepts, analogy towards held-out and towards seen targets too); a column per
+    measured model and one for chance (or the no-correspondence level)."""
     names = list(results["models"])
     titles = {"trained": "trained", "random_init": "random init", "no_pairs": "no pairs"}
     header = "| " + " | ".join(titles.get(n, n) for n in names)
@@ -290,15 +342,31 @@ def invariance_table(results: dict) -> str:
                  for n in names]
         lines.append(f"| {direction} | " + " | ".join(cells) + " | "
                      + " / ".join(_percent(chance[k]) for k in ("R@1", "R@5", "concept R@1")) + " |")
-    lines += ["", "**analogy**: gallery(a) − offset(a) + offset(b) nearest to a gallery row of concept b (shared space); "
-              "last column: the trained model's offset embedding alone as the query (retrieval concept R@1, "
-              "offset → gallery)", "", f"| gallery − offset {header} | chance | trained, offset(b) alone |",
-              rule + "---|"]
-    for key in shared["trained"]["analogy"]:
-        gallery, offset = key.split("−")
-        lines.append(f"| {key} | " + " | ".join(_percent(shared[n]["analogy"][key]["accuracy"]) for n in names)
-                     + f" | {_percent(results['chance']['analogy'][key])} | "
-                     + f"{_percent(shared['trained']['retrieval'][f'{offset}→{gallery}']['concept R@1'])} |")
+    by_target = results["chance"].get("analogy_by_target", {})
+    groups = [(None, "**analogy**: gallery(a) − offset(a) + offset(b) nearest to a gallery row of concept b (shared "
+                     "space)", results["chance"]["analogy"])]
+    if "held_out" in by_target:
+        groups.append(("held_out", f"**analogy towards held-out concepts**: targets b among the "
+                       f"{len(results['held_out_concepts'])} concepts never trained on "
+                       f"({', '.join(results['held_out_concepts'])})", by_target["held_out"]))
+    if "seen" in by_target:
+        groups.append(("seen", "**analogy towards seen concepts**: targets b among the concepts trained on",
+                       by_target["seen"]))
+    for group, title, chance in groups:
+        measures = {n: shared[n]["analogy"] if group is None else shared[n]["analogy_by_target"][group] for n in names}
+        # Within a group: how often the trained model's query lands on any of the group's concepts (and its chance).
+        landing = "" if group is None else " trained, lands on any of them (chance) |"
+        lines += ["", f"{title}; the trained model with offset(b) alone as the query (same targets, the query's own "
+                  "row left out)" + ("" if group is None else ", and how often its arithmetic lands on any concept of "
+                                     "the group"), "",
+                  f"| gallery − offset {header} | chance | trained, offset(b) alone |{landing}",
+                  rule + "---|" + ("---|" if landing else "")]
+        for key in chance:
+            trained = measures["trained"][key]
+            lines.append(f"| {key} | " + " | ".join(_percent(measures[n][key]["accuracy"]) for n in names)
+                         + f" | {_percent(chance[key])} | {_percent(trained['offset_alone'])} |"
+                         + ("" if group is None else
+                            f" {_percent(trained['in_targets'])} ({_percent(trained['in_targets_chance'])}) |"))
     return "\n".join(lines)
 
 

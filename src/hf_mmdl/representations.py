@@ -142,7 +142,8 @@ def centroid_gap(a: torch.Tensor, b: torch.Tensor) -> dict:
     return {"distance": distance, "spread": spread, "relative": distance / spread}
 
 
-def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: int = 0) -> dict:
+def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: int = 0,
+                     target_concepts=None) -> dict:
     """Cross-modal embedding arithmetic: for every row i (concept a), the query source_i − offset_i + offset_j, with
     j a row of another concept b drawn with `seed`, should be nearest (cosine) to a `source` row of concept b.
 
@@ -151,10 +152,18 @@ def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: i
     So with images as source and captions as offset: emb(image of a) − emb(caption of a) + emb(caption of b) should
     retrieve images of b. As in word-analogy tests, the query's own source row is left out of the search (it would
     otherwise win whenever the change is small); other rows of concept a stay in, and landing on one is a miss.
-    Returns `accuracy` (share of the N queries whose nearest other source row has concept b, in [0, 1]), `chance`
-    (the expected accuracy of a query that points nowhere in particular: the mean over queries of the share of
-    concept b among the N − 1 searched rows) and `queries` (N). Raises ValueError for unpaired shapes, different
-    widths or a single concept."""
+    `target_concepts` (concept ids) limits the targets b to those concepts, e.g. the concepts held out of training;
+    a row whose concept is the only one allowed then has no target and makes no query. Without it the draw is the
+    same as for all concepts.
+    Returns `accuracy` (share of the queries whose nearest other source row has concept b, in [0, 1]),
+    `offset_alone` (the same share when offset_j alone is the query, with the same targets and the same row left
+    out: what the arithmetic must beat to show that subtracting concept a helps), `chance` (the expected accuracy of
+    a query that points nowhere in particular: the mean over queries of the share of concept b among the N − 1
+    searched rows) and `queries` (N without `target_concepts`); with `target_concepts` also `in_targets` (share of
+    the arithmetic queries whose nearest row has any of those concepts) and its chance `in_targets_chance` (their
+    rows' share among the searched rows): when unseen concepts sit together, a query can land among them without
+    telling them apart, and `accuracy` / `in_targets` says how often it then picks the right one. Raises ValueError
+    for unpaired shapes, different widths, a single concept, or `target_concepts` that leave no query a target."""
     source, offset = _paired(source, offset, "analogy_accuracy", labels)
     if source.shape[1] != offset.shape[1]:
         raise ValueError(f"analogy_accuracy adds and subtracts embeddings of one space: widths {source.shape[1]} and "
@@ -167,15 +176,29 @@ def analogy_accuracy(source: torch.Tensor, offset: torch.Tensor, labels, seed: i
     # For row i, a uniformly drawn row of another concept: rank a random key and take the first row that qualifies.
     keys = torch.rand(len(labels), len(labels), generator=generator)
     keys[labels[:, None] == labels[None, :]] = -1.0
-    target = keys.argmax(1)
-    query = source - offset + offset[target]
-    similarity = F.normalize(query, dim=-1) @ F.normalize(source, dim=-1).T
-    similarity.fill_diagonal_(-float("inf"))
-    nearest = similarity.argmax(1)
+    if target_concepts is not None:
+        allowed = torch.isin(labels, torch.as_tensor(sorted(set(int(c) for c in target_concepts)), dtype=labels.dtype))
+        keys[:, ~allowed] = -1.0
+    rows = (keys >= 0).any(1).nonzero().squeeze(1)
+    if len(rows) == 0:
+        raise ValueError(f"analogy_accuracy: no row of target_concepts {sorted(target_concepts)} belongs to another "
+                         "concept than some query's, so there is nothing to aim at.")
+    target = keys[rows].argmax(1)
     wanted = labels[target]
+    searched = F.normalize(source, dim=-1).T
+    hits, nearest = {}, {}
+    for name, query in (("accuracy", source[rows] - offset[rows] + offset[target]), ("offset_alone", offset[target])):
+        similarity = F.normalize(query, dim=-1) @ searched
+        similarity[torch.arange(len(rows)), rows] = -float("inf")
+        nearest[name] = labels[similarity.argmax(1)]
+        hits[name] = float((nearest[name] == wanted).float().mean())
     share = dict(zip(concepts.tolist(), (counts / (len(labels) - 1)).tolist()))
-    return {"accuracy": float((labels[nearest] == wanted).float().mean()),
-            "chance": float(np.mean([share[c] for c in wanted.tolist()])), "queries": len(labels)}
+    result = {**hits, "chance": float(np.mean([share[c] for c in wanted.tolist()])), "queries": len(rows)}
+    if target_concepts is not None:
+        result["in_targets"] = float(torch.isin(nearest["accuracy"], labels[allowed]).float().mean())
+        # A query's own row is never searched: the share of target rows among the other N − 1, averaged.
+        result["in_targets_chance"] = float(((allowed.sum() - allowed[rows].double()) / (len(labels) - 1)).mean())
+    return result
 
 
 def _numpy(features: torch.Tensor) -> np.ndarray:

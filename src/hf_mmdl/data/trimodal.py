@@ -249,13 +249,39 @@ def _to_16khz(audio, where: str, sampling_rate: int | None) -> np.ndarray:
     return resample(samples, int(rate), SAMPLING_RATE)
 
 
+def concepts_as_class_labels(splits: dict[str, datasets.Dataset]) -> dict[str, datasets.Dataset]:
+    """The splits with their `concept` column as class ids that mean the same in every split.
+
+    A ClassLabel or integer ids stay as they are; concept names (str) become one ClassLabel over the names of all
+    splits, in sorted order, so that probes, 1-NN and retrieval (which compare ids) can read them. Any other type
+    raises ValueError naming the types that work."""
+    values = [v for rows in splits.values() if not isinstance(rows.features["concept"], datasets.ClassLabel)
+              for v in rows["concept"]]
+    if not values:
+        return dict(splits)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return dict(splits)
+    if not all(isinstance(v, str) for v in values):
+        kinds = sorted({type(v).__name__ for v in values})
+        raise ValueError(f"The concept column must hold integer class ids, a ClassLabel or concept names (str); got "
+                         f"{', '.join(kinds)} values.")
+    if any(isinstance(rows.features["concept"], datasets.ClassLabel) for rows in splits.values()):
+        raise ValueError("The concept column is a ClassLabel in some splits and names in others: give every split "
+                         "the same kind.")
+    names = sorted(set(values))
+    index = {name: i for i, name in enumerate(names)}
+    return {split: rows.map(lambda row: {"concept": index[row["concept"]]}, keep_in_memory=True,
+                            features=datasets.Features({**rows.features, "concept": datasets.ClassLabel(names=names)}))
+            for split, rows in splits.items()}
+
+
 def load_user_trimodal_dataset(name: str, image_column: str = "image", text_column: str = "text",
                                audio_column: str = "audio", concept_column: str | None = None,
                                sampling_rate: int | None = None) -> datasets.DatasetDict:
     """A user's `datasets` set (Hub name, local `imagefolder`/`audiofolder` or `save_to_disk` folder) through the
     shared loader (`hf_mmdl.data.load_user_dataset`: its test split, or 5 % of train carved out with seed 0;
     nothing written into the folder), in the built-in columns: `image`, `text`, `audio` (mono float32 at 16 kHz),
-    `sampling_rate` and, with `concept_column`, `concept`.
+    `sampling_rate` and, with `concept_column`, `concept` (names become one ClassLabel: `concepts_as_class_labels`).
 
     The audio column may hold a `datasets.Audio` feature (read as bytes with soundfile: no torchcodec needed),
     `{"array", "sampling_rate"}` dicts, audio file paths, or bare float lists, whose rate `sampling_rate` gives.
@@ -279,7 +305,7 @@ def load_user_trimodal_dataset(name: str, image_column: str = "image", text_colu
 
         splits[split] = rows.map(convert, batched=True, with_indices=True, features=features, keep_in_memory=True,
                                  desc=f"Audio of {split} to 16 kHz")
-    return datasets.DatasetDict(splits)
+    return datasets.DatasetDict(concepts_as_class_labels(splits) if concept_column is not None else splits)
 
 
 def load_trimodal_dataset(name: str = "scenes", **options) -> datasets.DatasetDict:

@@ -9,6 +9,11 @@ Proof of learning, measured in the same run on held-out rows: per modality, line
 mean-pooled features against the same network at its random initialisation; cross-modal retrieval R@1 / R@5 in all
 six directions against chance and against the same model trained without paired batches (saved to
 `output_dir/no_pairs` for `hf-mmdl analyse`).
+
+`--held_out_concepts` / `--num_held_out_concepts` remove every training row of some concepts before the tokenizer,
+the model and the no-pairs baseline see the data (`hold_out_concepts`); the test rows keep them, and results.json
+lists them so that `hf-mmdl analyse` scores cross-modal arithmetic towards those unseen concepts apart from the seen
+ones.
 """
 
 import logging
@@ -18,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from transformers import AutoProcessor, Trainer, TrainerCallback
 from transformers.trainer_utils import SchedulerType
@@ -90,6 +96,13 @@ class Data2VecDataArguments:
         "help": "Also train the same model without paired batches, for the retrieval comparison."})
     random_init_baseline: bool = field(default=True, metadata={
         "help": "Also measure the probes of the network at its random initialisation (their baseline)."})
+    held_out_concepts: str = field(default="", metadata={
+        "help": "Concepts left out of training, comma-separated names (e.g. 'red circle,blue square'): every "
+                "training row of them (image, caption and spoken caption) is removed before the tokenizer and the "
+                "model see the data, while the test rows keep them, so `hf-mmdl analyse` scores arithmetic towards "
+                "concepts the model never saw. Recorded in results.json."})
+    num_held_out_concepts: int = field(default=0, metadata={
+        "help": "Instead of naming them, leave out this many concepts drawn with --seed."})
 
 
 @dataclass
@@ -104,6 +117,25 @@ class Data2VecTrainingArguments(RecipeTrainingArguments):
     lr_scheduler_type: SchedulerType | str = "cosine"
     max_steps: int = 1000
     seed: int = 0
+
+
+# Data flags that apply to one kind of dataset only: the built-in scenes' sizes, and a user dataset's column names.
+SCENE_FLAGS = ("num_train_images", "num_test_images")
+COLUMN_FLAGS = ("image_column", "text_column", "audio_column", "concept_column")
+
+
+def refuse_inapplicable_data_flags(dataset_name: str, given: set[str]) -> None:
+    """ValueError for a given flag that `dataset_name` would ignore (e.g. --num_train_images with a user dataset,
+    whose own splits decide the rows)."""
+    applicable = SCENE_FLAGS if dataset_name == "scenes" else () if dataset_name == "twemoji" else COLUMN_FLAGS
+    misplaced = sorted(given & {*SCENE_FLAGS, *COLUMN_FLAGS} - set(applicable))
+    if misplaced:
+        raise ValueError(f"--{', --'.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to "
+                         f"--dataset_name {dataset_name}: "
+                         + ("--num_train_images / --num_test_images size the built-in scenes, "
+                            if set(misplaced) & set(SCENE_FLAGS) else "")
+                         + ("the --*_column flags name the columns of your own dataset, " if set(misplaced) &
+                            set(COLUMN_FLAGS) else "") + "leave them out.")
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -144,6 +176,61 @@ class ModalityBatchCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         return process_rows(self.processor, rows, self.kind(rows))
+
+
+def row_concept_names(rows) -> list[str]:
+    """Each row's concept as a name: a ClassLabel's name, else the value as text (so bare ids read "3")."""
+    feature = rows.features["concept"]
+    names = feature.names if hasattr(feature, "names") else None
+    return [names[c] if names else str(c) for c in rows["concept"]]
+
+
+def hold_out_concepts(splits, names: str = "", count: int = 0, seed: int = 0):
+    """Remove every training row of some concepts, so that the model never trains on any modality of them.
+
+    splits: a DatasetDict with `train` and `test` (a `concept` column each); `names`: comma-separated concept names,
+    or `count`: how many concepts to draw with `seed` (not both). Returns (splits, held-out names in the dataset's
+    concept order): `train` without those rows, `test` unchanged, and `probe_train`, the unfiltered training rows on
+    which the frozen-feature probes are fitted (a probe can only name a concept it was fitted on; the network itself
+    never sees those rows). With neither option the splits come back as they were and the list is empty.
+    Raises ValueError for both options at once, a negative count, names that are not concepts of the training
+    split, a held-out concept without test rows (nothing would measure it), or fewer than two concepts left."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if wanted and count:
+        raise ValueError(f"--held_out_concepts names the concepts and --num_held_out_concepts {count} draws them: "
+                         "give one of the two.")
+    if count < 0:
+        raise ValueError(f"--num_held_out_concepts must be 0 or more, got {count}.")
+    if not wanted and not count:
+        return splits, []
+    train_names = row_concept_names(splits["train"])
+    feature = splits["train"].features["concept"]
+    present = set(train_names)
+    # The dataset's concept order: a ClassLabel's, else first appearance.
+    concepts = ([n for n in feature.names if n in present] if hasattr(feature, "names")
+                else list(dict.fromkeys(train_names)))
+    if count:
+        if count > len(concepts) - 2:
+            raise ValueError(f"--num_held_out_concepts {count}: the training split has {len(concepts)} concepts, "
+                             "and at least two must stay to train on.")
+        wanted = random.Random(seed).sample(concepts, count)
+    unknown = [n for n in wanted if n not in concepts]
+    if unknown:
+        raise ValueError(f"--held_out_concepts names {unknown}, which are not concepts of the training split; its "
+                         f"concepts are {concepts[:40]}{' ...' if len(concepts) > 40 else ''}.")
+    held_out = [n for n in concepts if n in set(wanted)]
+    if len(concepts) - len(held_out) < 2:
+        raise ValueError(f"--held_out_concepts leaves {len(concepts) - len(held_out)} concept(s) to train on; keep "
+                         "at least two.")
+    missing = sorted(set(held_out) - set(row_concept_names(splits["test"])))
+    if missing:
+        raise ValueError(f"The held-out concept(s) {missing} have no test rows, so nothing would measure them: "
+                         "hold out concepts that the test split holds.")
+    keep = [i for i, name in enumerate(train_names) if name not in set(held_out)]
+    logger.info("Holding out %d concept(s) (%s): %d of %d training rows removed", len(held_out), ", ".join(held_out),
+                len(train_names) - len(keep), len(train_names))
+    return datasets.DatasetDict({**splits, "train": splits["train"].select(keep),
+                                 "probe_train": splits["train"]}), held_out
 
 
 def process_rows(processor, rows: list[dict], modalities) -> dict:
@@ -230,6 +317,11 @@ def trained_modalities(ratios: dict[str, float], paired_fraction: float) -> tupl
     return MODALITIES if paired_fraction > 0 else tuple(m for m in MODALITIES if ratios.get(m, 0) > 0)
 
 
+def probe_rows(data) -> datasets.Dataset:
+    """The rows the probes are fitted on: every training row, those of held-out concepts included."""
+    return data["probe_train"] if "probe_train" in data else data["train"]
+
+
 def without_embeddings(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "embeddings"}
 
@@ -251,6 +343,7 @@ class Data2VecMultimodalRecipe(Recipe):
                              f"{args.model.model_name_or_path} loads a saved one with its own architecture: leave "
                              "them out, or leave out --model_name_or_path to train a fresh model.")
         data = args.data
+        refuse_inapplicable_data_flags(data.dataset_name, args.given)
         options = ({"num_train": data.num_train_images, "num_test": data.num_test_images,
                     "image_size": data.image_size}
                    if data.dataset_name == "scenes" else
@@ -259,6 +352,9 @@ class Data2VecMultimodalRecipe(Recipe):
                     "audio_column": data.audio_column, "concept_column": data.concept_column})
         args.ratios = parse_ratios(data.modality_ratios)
         splits = load_trimodal_dataset(data.dataset_name, **options)
+        # Before anything reads the training rows (the tokenizer, the batches, the no-pairs baseline).
+        splits, args.held_out_concepts = hold_out_concepts(splits, data.held_out_concepts, data.num_held_out_concepts,
+                                                           args.training.seed)
         # Waveforms as numpy arrays: as Python lists of floats, reading and checking them cost more than the model.
         return splits.with_format("numpy", columns=["audio"], output_all_columns=True)
 
@@ -297,7 +393,7 @@ class Data2VecMultimodalRecipe(Recipe):
         args.random_init = None
         if args.data.random_init_baseline:
             logger.info("Measuring the network at its random initialisation (the probes' baseline)")
-            args.random_init = representation_report(model, processor, data["train"], data["test"], args.modalities)
+            args.random_init = representation_report(model, processor, probe_rows(data), data["test"], args.modalities)
         return {}
 
     def collator(self, args, processor, data):
@@ -312,18 +408,21 @@ class Data2VecMultimodalRecipe(Recipe):
                                callbacks=self.callbacks(args, model, processor, data, checkpoint))
 
     def evaluate(self, args, trainer, model, processor, data):
-        trained = representation_report(model, processor, data["train"], data["test"], args.modalities)
+        trained = representation_report(model, processor, probe_rows(data), data["test"], args.modalities)
         args.embeddings = trained.pop("embeddings")
         results = {
             "dataset": args.data.dataset_name,
             "train_rows": len(data["train"]), "test_rows": len(data["test"]),
+            # `hf-mmdl analyse` reads these to score arithmetic towards unseen concepts apart from seen ones.
+            "held_out_concepts": args.held_out_concepts,
+            "held_out_train_rows": len(probe_rows(data)) - len(data["train"]),
             "block_sharing": model.config.block_sharing,
             "num_fusion_layers": model.config.num_fusion_layers,
             "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
             "modalities": list(args.modalities),
             "paired_fraction": args.data.paired_fraction,
             "trained": trained,
-            "teacher": without_embeddings(representation_report(model.teacher_encoder(), processor, data["train"],
+            "teacher": without_embeddings(representation_report(model.teacher_encoder(), processor, probe_rows(data),
                                                                 data["test"], args.modalities)),
             "chance": retrieval_chance(len(data["test"]), data["test"]["concept"]),
             "history": [e for e in trainer.state.log_history if "loss" in e],
@@ -349,7 +448,7 @@ class Data2VecMultimodalRecipe(Recipe):
         trainer.save_model(training.output_dir)  # writes on the main process only
         if trainer.is_world_process_zero():
             processor.save_pretrained(training.output_dir)
-        report = representation_report(model, processor, data["train"], data["test"], args.modalities)
+        report = representation_report(model, processor, probe_rows(data), data["test"], args.modalities)
         return without_embeddings(report)
 
     def figures(self, args, model, processor, data, results, out):
@@ -377,5 +476,5 @@ DATA2VEC_MULTIMODAL_RECIPE = Data2VecMultimodalRecipe()
 main = DATA2VEC_MULTIMODAL_RECIPE.main
 
 __all__ = ["DATA2VEC_MULTIMODAL_RECIPE", "Data2VecDataArguments", "Data2VecTrainer", "ModalityBatchCollator",
-           "TeacherUpdateCallback", "encode_rows", "main", "parse_ratios", "representation_report",
+           "TeacherUpdateCallback", "encode_rows", "hold_out_concepts", "main", "parse_ratios", "representation_report",
            "trained_modalities"]
