@@ -95,9 +95,83 @@ def test_the_recipe_saves_a_loadable_model_results_figures_and_a_card(run_folder
     assert "Wu & Goodman" in card and "image-only VAE" in card and "caption → image" in card
 
 
-def test_an_unknown_dataset_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="only 'attribute_scenes' is supported"):
-        MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, "--dataset_name", "mnist", "--output_dir", str(tmp_path)])
+@pytest.fixture(scope="module")
+def user_dataset(tmp_path_factory):
+    """A user's dataset saved to disk: scene images and captions under other column names, with spoken captions as
+    bare float lists (their rate given by --audio_sampling_rate), a train and a test split."""
+    import datasets
+
+    scenes = load_attribute_scenes(num_train=48, image_size=16, num_held_out=0, audio=True)
+    folder = tmp_path_factory.mktemp("user_data") / "pictures"
+    datasets.DatasetDict({
+        split: rows.select_columns(["image", "text", "audio"]).rename_columns({"image": "picture", "text": "caption",
+                                                                               "audio": "speech"})
+        for split, rows in (("train", scenes["train"]), ("test", scenes["test"].select(range(0, 72, 3))))
+    }).save_to_disk(folder)
+    return folder
+
+
+USER_RUN = ["--image_column", "picture", "--text_column", "caption", "--max_steps", "4"]
+
+
+def test_a_users_dataset_trains_and_reports_what_needs_no_analyser(user_dataset, tmp_path):
+    results = MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, *USER_RUN, "--dataset_name", str(user_dataset),
+                                          "--output_dir", str(tmp_path)])
+    assert results["analyser_scores"] is None and "only for the built-in attribute scenes" in results["note"]
+    assert results["test_rows"] == results["test_rows_scored"] == 24 and results["modalities"] == ["image", "text"]
+    elbo = results["heldout_elbo_nats"]
+    assert set(elbo) == {"multimodal_joint", "multimodal_image_only", "image_only_vae"}
+    assert {"image_nll", "text_nll", "kl"} <= set(elbo["multimodal_joint"])
+    assert all(torch.isfinite(torch.tensor(terms["negative_elbo_image"]))
+               for name, terms in elbo.items() if name != "multimodal_joint")
+    retrieval = results["retrieval"]
+    assert retrieval["chance"]["R@1"] == pytest.approx(1 / 24) and 0 <= retrieval["caption_to_image"]["R@1"] <= 1
+    arithmetic = results["arithmetic"]
+    assert arithmetic["edits"].startswith("picked from the captions") and arithmetic["cases"] > 0
+    assert 0 < len(arithmetic["examples"]) <= 8 and all(e["minus"] in e["source_caption"].split()
+                                                       for e in arithmetic["examples"])
+    assert (tmp_path / "arithmetic.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["note"] == results["note"]
+    assert "only for the built-in attribute scenes" in str(model_card(tmp_path, "someone/multimodal-vae"))
+
+
+def test_a_users_dataset_with_spoken_captions_and_given_edits(user_dataset, tmp_path):
+    results = MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, *USER_RUN, "--dataset_name", str(user_dataset), "--audio", "true",
+                                          "--audio_column", "speech", "--audio_sampling_rate", "16000",
+                                          "--image_only_baseline", "false", "--arithmetic_edits", "0:red:blue",
+                                          "1:circle:square", "--output_dir", str(tmp_path)])
+    assert results["modalities"] == ["image", "text", "audio"] and "audio_nll" in results["heldout_elbo_nats"]["multimodal_joint"]
+    assert "speech_to_image" in results["retrieval"]
+    assert results["arithmetic"]["edits"] == "given" and results["arithmetic"]["cases"] == 2
+    assert [(e["row"], e["minus"], e["plus"]) for e in results["arithmetic"]["examples"]] == [(0, "red", "blue"),
+                                                                                            (1, "circle", "square")]
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--image_column", "photo"], r"lacks the column\(s\) \['photo'\].*--image_column"),
+    (["--text_column", "label"], r"lacks the column\(s\) \['label'\].*--text_column"),
+    (["--audio", "true", "--audio_column", "voice"], r"lacks the column\(s\) \['voice'\].*--audio_column"),
+    (["--arithmetic_edits", "0-red-blue"], "ROW:WORD_A:WORD_B"),
+    (["--arithmetic_edits", "0:red:giraffe"], r"\['giraffe'\] appear in no training caption"),
+    (["--arithmetic_edits", "99:red:blue"], "row 99 is outside the 24 scored test rows"),
+], ids=["missing image column", "missing text column", "missing audio column", "edit format", "unknown word",
+        "row out of range"])
+def test_bad_user_data_settings_are_refused(user_dataset, tmp_path, flags, match):
+    columns = ["--image_column", "picture", "--text_column", "caption"]
+    with pytest.raises(ValueError, match=match):
+        MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, *columns, *flags, "--max_steps", "1", "--image_only_baseline", "false",
+                                    "--dataset_name", str(user_dataset), "--output_dir", str(tmp_path)])
+
+
+def test_the_spoken_scenes_run_scores_speech_to_image_and_spoken_arithmetic(tmp_path):
+    results = MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, "--audio", "true", "--max_steps", "2", "--image_only_baseline",
+                                          "false", "--output_dir", str(tmp_path)])
+    assert results["modalities"] == ["image", "text", "audio"]
+    assert set(results["speech_to_image"]) == {"all", "held_out"} and "speech_vectors" in results["arithmetic"]["multimodal"]
+    from transformers import AutoModel
+
+    assert AutoModel.from_pretrained(tmp_path).config.audio_modality
+    assert "spoken caption → image" in MULTIMODAL_VAE_RECIPE.results_table(results)
 
 
 def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path):

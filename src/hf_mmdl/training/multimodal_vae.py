@@ -359,6 +359,30 @@ class MultimodalVAERecipe(Recipe):
         return max(len(words_of(text)) for text in data["train"]["text"])
 
     def build(self, args, data):
+        model, processor = self.model_and_processor(args, data)
+        if not self.builtin(args):
+            self.prepare_user_scoring(args, processor, data)
+        return model, processor
+
+    def prepare_user_scoring(self, args, processor, data) -> None:
+        """Before training, so that a bad `--arithmetic_edits` fails at once: the test rows the model can read (their
+        captions use only its vocabulary) and the parsed edits."""
+        test = data["test"]
+        known = in_vocabulary(processor, test["text"])
+        if not any(known):
+            raise ValueError(f"Every test caption of {args.data.dataset_name!r} has words no training caption has, so the "
+                             "model cannot read any of them: give a test split with the training vocabulary.")
+        if not all(known):
+            logger.warning("%d of %d test rows have caption words outside the training vocabulary and are not scored.",
+                           len(known) - sum(known), len(known))
+        args.test_rows = len(known)
+        args.scored_test = test.select([i for i, k in enumerate(known) if k]) if not all(known) else test
+        args.given_edits = None
+        if args.data.arithmetic_edits:
+            train_words = {word for caption in set(data["train"]["text"]) for word in words_of(caption)}
+            args.given_edits = parse_edits(args.data.arithmetic_edits, list(args.scored_test["text"]), train_words)
+
+    def model_and_processor(self, args, data):
         if args.model.model_name_or_path:
             path = args.model.model_name_or_path
             model = AutoModel.from_pretrained(path)
@@ -476,15 +500,7 @@ class MultimodalVAERecipe(Recipe):
         """Held-out measures that need no analyser (see the module docstring), on the test rows whose captions use
         only training words."""
         model.cpu().eval()
-        train, test = data["train"], data["test"]
-        known = in_vocabulary(processor, test["text"])
-        if not any(known):
-            raise ValueError(f"Every test caption of {args.data.dataset_name!r} has words no training caption has, so the "
-                             "model cannot read any of them: give a test split with the training vocabulary.")
-        if not all(known):
-            logger.warning("%d of %d test rows have caption words outside the training vocabulary and are not scored.",
-                           len(known) - sum(known), len(known))
-            test = test.select([i for i, k in enumerate(known) if k])
+        train, test = data["train"], args.scored_test
         collate = PairCollator(processor, with_audio=model.config.audio_modality, truncation=True)
         scored = with_audio_features(processor, test) if model.config.audio_modality else test
         batches = [collate([scored[i] for i in range(start, min(start + 64, len(scored)))])
@@ -503,11 +519,10 @@ class MultimodalVAERecipe(Recipe):
             retrieval["speech_to_image"] = retrieval_recall(speech_latents, image_latents)
         # Arithmetic: word vectors from the unique training captions, edits given or picked from the captions.
         captions = sorted(set(train["text"]))
-        train_words = {word for caption in captions for word in words_of(caption)}
         test_captions = list(test["text"])
-        if args.data.arithmetic_edits:
-            edits = parse_edits(args.data.arithmetic_edits, test_captions, train_words)
-            scored_edits, source = edits, "given"
+        if args.given_edits:
+            edits = scored_edits = args.given_edits
+            source = "given"
         else:
             minus, plus = pick_edit_words(captions)
             # Both directions: rows naming a (not b) get a → b, rows naming b (not a) get b → a.
@@ -529,11 +544,10 @@ class MultimodalVAERecipe(Recipe):
             return float(np.mean([b in words_of(t) and a not in words_of(t) for t, (_, a, b) in zip(texts, scored_edits)]))
 
         args.user_edits, args.image_latents, args.vectors = edits, image_latents, vectors
-        args.scored_test = test
         return {
             "model_type": model.config.model_type, "dataset": args.data.dataset_name, "fusion": model.config.fusion,
             "modalities": list(model.config.modalities), "image_size": args.data.image_size, "train_rows": len(train),
-            "test_rows": len(known), "test_rows_scored": len(test), "analyser_scores": None, "note": ANALYSER_NOTE,
+            "test_rows": args.test_rows, "test_rows_scored": len(test), "analyser_scores": None, "note": ANALYSER_NOTE,
             "heldout_elbo_nats": elbo, "retrieval": retrieval,
             "arithmetic": {"edits": source, "cases": len(scored_edits),
                            # The caption generated from z(image) − v(a) + v(b) names b and not a, against the caption
