@@ -86,6 +86,9 @@ class MultimodalVAEModelArguments:
         "help": "Add the audio modality: spoken captions (log-mel frames) as a third expert and a decoder of them. The "
                 "built-in scenes get captions spoken by espeak-ng (needs `espeakng-loader`); a user dataset needs "
                 "--audio_column."})
+    audio_weight: float = field(default=0.25, metadata={
+        "help": "λ of the log-mel log-likelihood in the ELBO (with --audio true; 3,072 values per clip against 768 per "
+                "16 px image)."})
     image_only_baseline: bool = field(default=True, metadata={
         "help": "Also train the image-only VAE (same network, images, seed and steps, no captions) and score its "
                 "arithmetic with image-mean attribute vectors."})
@@ -403,7 +406,7 @@ class MultimodalVAERecipe(Recipe):
         overrides = {} if m.latent_dim is None else {"latent_dim": m.latent_dim}
         return multimodal_vae_config_for(
             m.model_size, **processor.config_kwargs(), fusion=m.fusion, text_weight=m.text_weight, beta=m.beta,
-            audio_modality=m.audio, kl_warmup_steps=round(args.training.max_steps * m.kl_warmup_fraction), **overrides)
+            audio_modality=m.audio, audio_weight=m.audio_weight, kl_warmup_steps=round(args.training.max_steps * m.kl_warmup_fraction), **overrides)
 
     def train_dataset(self, args, processor, data):
         if not args.model.audio:
