@@ -18,7 +18,7 @@ from hf_mmdl.data.attribute_scenes import chance_scores, load_attribute_scenes
 from hf_mmdl.hub import model_card
 from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
 from hf_mmdl.training.multimodal_vae import (
-    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, posterior_means, score_arithmetic,
+    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, pick_edit_words, posterior_means, score_arithmetic,
 )
 
 from interruption import kill_once_written
@@ -219,3 +219,11 @@ def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(tmp_path):
     # 2 processes × 4 rows × 4 steps = 32 of the 64 training rows: half an epoch (one process alone: a quarter).
     assert two["train_epochs"] == pytest.approx(0.5), run.stderr[-2000:]
     assert two["arithmetic"]["image_only"]["image"] is not None and "speech_to_image" in two
+
+
+def test_edit_words_are_picked_among_frequent_words_found_apart_never_among_words_of_most_captions():
+    captions = ["a red cat", "a red dog", "a blue cat", "a blue dog", "a red cat on a mat", "a blue bird"]
+    # "a" is in every caption; red/blue are each in 3 captions without the other (cat/dog: 3 and 2).
+    assert set(pick_edit_words(captions)) == {"red", "blue"}
+    with pytest.raises(ValueError, match="--arithmetic_edits"):
+        pick_edit_words(["a cat", "a cat", "a cat"])
