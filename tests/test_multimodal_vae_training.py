@@ -227,3 +227,9 @@ def test_edit_words_are_picked_among_frequent_words_found_apart_never_among_word
     assert set(pick_edit_words(captions)) == {"red", "blue"}
     with pytest.raises(ValueError, match="--arithmetic_edits"):
         pick_edit_words(["a cat", "a cat", "a cat"])
+
+
+def test_audio_training_of_a_model_saved_without_audio_is_refused(run_folder, tmp_path):
+    with pytest.raises(ValueError, match="trained without audio"):
+        MULTIMODAL_VAE_RECIPE.main([*TINY_RUN, "--model_name_or_path", str(run_folder), "--audio", "true",
+                                    "--max_steps", "1", "--output_dir", str(tmp_path)])

@@ -406,7 +406,8 @@ class MultimodalVAERecipe(Recipe):
         overrides = {} if m.latent_dim is None else {"latent_dim": m.latent_dim}
         return multimodal_vae_config_for(
             m.model_size, **processor.config_kwargs(), fusion=m.fusion, text_weight=m.text_weight, beta=m.beta,
-            audio_modality=m.audio, audio_weight=m.audio_weight, kl_warmup_steps=round(args.training.max_steps * m.kl_warmup_fraction), **overrides)
+            audio_modality=m.audio, audio_weight=m.audio_weight,
+            kl_warmup_steps=round(args.training.max_steps * m.kl_warmup_fraction), **overrides)
 
     def train_dataset(self, args, processor, data):
         if not args.model.audio:
@@ -475,7 +476,7 @@ class MultimodalVAERecipe(Recipe):
             "image_to_text": split_scores(read_captions(model, processor, image_latents), expected, held_out),
             "reconstruction": split_scores(read_images(model, processor, image_latents), expected, held_out),
         }
-        if model.config.audio_modality:
+        if args.model.audio:  # (an audio model fine-tuned without --audio has no clips to score)
             # Spoken captions: the training rows' clips of each trained combination (their voices vary), and the
             # test clips in a voice never heard saying that caption.
             spoken = train.select(sorted({(text, voice): i for i, (text, voice)
@@ -504,8 +505,8 @@ class MultimodalVAERecipe(Recipe):
         only training words."""
         model.cpu().eval()
         train, test = data["train"], args.scored_test
-        collate = PairCollator(processor, with_audio=model.config.audio_modality, truncation=True)
-        scored = with_audio_features(processor, test) if model.config.audio_modality else test
+        collate = PairCollator(processor, with_audio=args.model.audio, truncation=True)
+        scored = with_audio_features(processor, test) if args.model.audio else test
         batches = [collate([scored[i] for i in range(start, min(start + 64, len(scored)))])
                    for start in range(0, len(scored), 64)]
         elbo = {"multimodal_joint": heldout_elbo_terms(model, batches),
@@ -517,7 +518,7 @@ class MultimodalVAERecipe(Recipe):
         retrieval = {"caption_to_image": retrieval_recall(text_latents, image_latents),
                      "image_to_caption": retrieval_recall(image_latents, text_latents),
                      "chance": retrieval_chance(len(test))}
-        if model.config.audio_modality:
+        if args.model.audio:
             speech_latents = posterior_means(model, processor, audio=audio_clips(test))
             retrieval["speech_to_image"] = retrieval_recall(speech_latents, image_latents)
         # Arithmetic: word vectors from the unique training captions, edits given or picked from the captions.
