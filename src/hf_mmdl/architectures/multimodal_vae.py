@@ -147,8 +147,8 @@ CARD = CardText(
     evaluation=multimodal_vae_metrics_section,
 )
 
-QUICK_RUN = dict(max_steps=400, num_train_images=2000, seed=0)
-FULL_RUN = dict(max_steps=1500, num_train_images=4000, seed=0)
+QUICK_RUN = dict(max_steps=400, num_train_images=2000, seed=0, audio=True)
+FULL_RUN = dict(max_steps=1500, num_train_images=4000, seed=0, audio=True)
 
 MULTIMODAL_VAE = Architecture(
     name="multimodal_vae",
@@ -163,9 +163,9 @@ MULTIMODAL_VAE = Architecture(
         settings=QUICK_RUN,
         full_settings=FULL_RUN,
         figures=("arithmetic.png", "cross_modal.png"),
-        summary="multimodal VAE (mixture of experts) on built-in attribute scenes and captions: latent arithmetic "
-                "image − text colour + text colour scored by a scene analyser against chance and an image-only VAE, "
-                "caption → image and image → caption",
+        summary="multimodal VAE (mixture of experts) on built-in attribute scenes, captions and spoken captions: "
+                "latent arithmetic image − text colour + text colour scored by a scene analyser against chance and an "
+                "image-only VAE, caption → image, image → caption and spoken caption → image",
     ),
 )
 

@@ -88,7 +88,7 @@ class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
     audio_num_layers: int = 3
     image_weight: float = 1.0
     text_weight: float = 50.0
-    audio_weight: float = 0.25
+    audio_weight: float = 0.05
     beta: float = 1.0
     kl_warmup_steps: int = 0
     subsampled_elbo: bool = True
