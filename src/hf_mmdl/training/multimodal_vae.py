@@ -88,8 +88,8 @@ class MultimodalVAEModelArguments:
                 "--audio_column."})
     audio_weight: float = field(default=0.05, metadata={
         "help": "λ of the log-mel log-likelihood in the ELBO (with --audio true; 3,072 values per clip against 768 per "
-                "16 px image: at 0.25 the audio term crowded out the image one, and the arithmetic scored 24 % "
-                "against 52 % at 0.05 in the 400-step quickstart)."})
+                "16 px image: at 0.25 the audio term crowded out the image one, and the arithmetic scored 0.24 "
+                "against 0.52 at 0.05 in the 400-step quickstart)."})
     image_only_baseline: bool = field(default=True, metadata={
         "help": "Also train the image-only VAE (same network, images, seed and steps, no captions) and score its "
                 "arithmetic with image-mean attribute vectors."})
