@@ -107,7 +107,9 @@ CARD = CardText(
         "for Multi-Modal Deep Generative Models*, NeurIPS 2019). An image decoder (diffusers' VAE blocks, Gaussian "
         "likelihood with a learned scale) and an autoregressive caption decoder (transformers' `GenerationMixin`, z as "
         "a prefix) generate either modality from z. Training sums the ELBO of the joint posterior and of each "
-        "unimodal posterior (MVAE's sub-sampled training), so either modality may be missing. Latent arithmetic "
+        "unimodal posterior (MVAE's sub-sampled training), so either modality may be missing. A model trained with "
+        "`--audio true` also reads and writes spoken captions as log-mel frames (a convolutional encoder and decoder, "
+        "one more expert and likelihood term; the ELBO then runs over every subset of the three). Latent arithmetic "
         "z(image) − z(text a) + z(text b) edits an image's attribute through words. Implemented in the hf_mmdl "
         "package as a transformers `PreTrainedModel`."
     ),
@@ -120,7 +122,7 @@ CARD = CardText(
         "Processing Systems (NeurIPS)},\n  year={2019}\n}"
     ),
     pipeline_tag="image-to-image",
-    tags=("vae", "multimodal", "mvae", "mmvae", "image", "text", "hf_mmdl"),
+    tags=("vae", "multimodal", "mvae", "mmvae", "image", "text", "audio", "hf_mmdl"),
     usage=(
         "```python\nimport hf_mmdl  # registers the architecture with transformers' Auto classes\n"
         "from transformers import AutoModel, AutoProcessor\n\n"
