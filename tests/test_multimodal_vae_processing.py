@@ -166,3 +166,12 @@ def test_spoken_scenes_are_seeded_and_test_clips_use_a_voice_training_never_used
     assert not trained & {(row["text"], row["voice"]) for row in data["test"]}
     clip = np.asarray(data["test"][0]["audio"], dtype=np.float32)
     assert 0.5 * 16_000 < len(clip) < 3 * 16_000 and np.abs(clip).max() <= 1
+
+
+def test_the_longest_clip_is_a_processor_setting_that_fixes_the_models_frames():
+    processor = MultimodalVAEProcessor.for_captions(CAPTIONS, image_size=16, max_text_length=8, max_audio_seconds=5)
+    clip = np.concatenate([synthesize_speech("a red circle in the top left")] * 2)  # about 4 s
+    assert processor(audio=[clip], sampling_rate=16_000)["input_features"].shape == (1, 32, 160)
+    assert processor.config_kwargs()["audio_num_frames"] == 160
+    with pytest.raises(ValueError, match="whole number of seconds"):
+        MultimodalVAEProcessor.for_captions(CAPTIONS, max_audio_seconds=0)

@@ -99,15 +99,19 @@ def test_the_recipe_saves_a_loadable_model_results_figures_and_a_card(run_folder
 @pytest.fixture(scope="module")
 def user_dataset(tmp_path_factory):
     """A user's dataset saved to disk: scene images and captions under other column names, with spoken captions as
-    bare float lists (their rate given by --audio_sampling_rate), a train and a test split."""
+    bare float lists (their rate given by --audio_sampling_rate), a train and a test split. Test row 5's clip is
+    repeated to twice its length, longer than any training clip (all under 3 s)."""
     import datasets
 
     scenes = load_attribute_scenes(num_train=48, image_size=16, num_held_out=0, audio=True)
+    test = scenes["test"].select(range(0, 72, 3)).to_list()
+    test[5]["audio"] = test[5]["audio"] * 2
     folder = tmp_path_factory.mktemp("user_data") / "pictures"
     datasets.DatasetDict({
         split: rows.select_columns(["image", "text", "audio"]).rename_columns({"image": "picture", "text": "caption",
                                                                                "audio": "speech"})
-        for split, rows in (("train", scenes["train"]), ("test", scenes["test"].select(range(0, 72, 3))))
+        for split, rows in (("train", scenes["train"]),
+                            ("test", datasets.Dataset.from_list(test, features=scenes["test"].features)))
     }).save_to_disk(folder)
     return folder
 
@@ -142,6 +146,8 @@ def test_a_users_dataset_with_spoken_captions_and_given_edits(user_dataset, tmp_
                                           "--image_only_baseline", "false", "--arithmetic_edits", "0:red:blue",
                                           "1:circle:square", "--output_dir", str(tmp_path)])
     assert results["modalities"] == ["image", "text", "audio"] and "audio_nll" in results["heldout_elbo_nats"]["multimodal_joint"]
+    # The model reads clips up to the longest training clip rounded up (3 s): the doubled test clip is not scored.
+    assert (results["test_rows"], results["test_rows_scored"]) == (24, 23)
     assert "speech_to_image" in results["retrieval"]
     assert results["arithmetic"]["edits"] == "given" and results["arithmetic"]["cases"] == 2
     assert [(e["row"], e["minus"], e["plus"]) for e in results["arithmetic"]["examples"]] == [(0, "red", "blue"),
@@ -152,10 +158,13 @@ def test_a_users_dataset_with_spoken_captions_and_given_edits(user_dataset, tmp_
     (["--image_column", "photo"], r"lacks the column\(s\) \['photo'\].*--image_column"),
     (["--text_column", "label"], r"lacks the column\(s\) \['label'\].*--text_column"),
     (["--audio", "true", "--audio_column", "voice"], r"lacks the column\(s\) \['voice'\].*--audio_column"),
+    (["--audio", "true", "--audio_column", "speech", "--audio_sampling_rate", "16000", "--max_audio_seconds", "1"],
+     r"longest training clip lasts .* at most 1 s: raise --max_audio_seconds"),
     (["--arithmetic_edits", "0-red-blue"], "ROW:WORD_A:WORD_B"),
     (["--arithmetic_edits", "0:red:giraffe"], r"\['giraffe'\] appear in no training caption"),
     (["--arithmetic_edits", "99:red:blue"], "row 99 is outside the 24 scored test rows"),
-], ids=["missing image column", "missing text column", "missing audio column", "edit format", "unknown word",
+], ids=["missing image column", "missing text column", "missing audio column", "training clips too long", "edit format",
+        "unknown word",
         "row out of range"])
 def test_bad_user_data_settings_are_refused(user_dataset, tmp_path, flags, match):
     columns = ["--image_column", "picture", "--text_column", "caption"]

@@ -23,7 +23,7 @@ def _user_results_table(results: dict) -> str:
     elbo, retrieval, arithmetic = results["heldout_elbo_nats"], results["retrieval"], results["arithmetic"]
     lines = [results["note"], "",
              f"Held-out terms on {results['test_rows_scored']} test rows (of {results['test_rows']}; the others use words "
-             "no training caption has), nats per example, z drawn from the posterior (seed 0):", "",
+             "no training caption has, or clips longer than the model reads), nats per example, z drawn from the posterior (seed 0):", "",
              "| posterior | image −log p | caption −log p | audio −log p | KL | −ELBO of the image alone |",
              "|---|---|---|---|---|---|"]
     for name, label in (("multimodal_joint", "multimodal VAE, all modalities"),

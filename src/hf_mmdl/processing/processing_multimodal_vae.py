@@ -62,12 +62,16 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
                          audio_feature_extractor() if feature_extractor is None else feature_extractor, **kwargs)
 
     @classmethod
-    def for_captions(cls, captions, image_size: int = 32, max_text_length: int = 16) -> "MultimodalVAEProcessor":
+    def for_captions(cls, captions, image_size: int = 32, max_text_length: int = 16,
+                     max_audio_seconds: int = AUDIO_FEATURES["chunk_length"]) -> "MultimodalVAEProcessor":
         """A new processor whose vocabulary holds every word of `captions` (a non-empty list of strings), for captions
-        of at most `max_text_length` words and `image_size` px images."""
+        of at most `max_text_length` words, `image_size` px images and spoken captions of at most `max_audio_seconds`
+        (a whole number ≥ 1: 32 log-mel frames per second)."""
+        if not isinstance(max_audio_seconds, int) or max_audio_seconds < 1:
+            raise ValueError(f"max_audio_seconds must be a whole number of seconds ≥ 1, got {max_audio_seconds!r}.")
         return cls(MultimodalVAEImageProcessor.for_size(image_size),
                    train_caption_tokenizer(captions, min_count=1, model_max_length=max_text_length),
-                   audio_feature_extractor())
+                   audio_feature_extractor(chunk_length=max_audio_seconds))
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
@@ -140,6 +144,11 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
         encoded = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=limit,
                                  add_special_tokens=False, return_tensors="np")
         return {"input_ids": encoded["input_ids"].astype("int64"), "attention_mask": encoded["attention_mask"].astype("int64")}
+
+    @property
+    def max_audio_samples(self) -> int:
+        """The most samples a clip may have (`chunk_length` seconds at 16 kHz)."""
+        return self.feature_extractor.n_samples
 
     def _encode_audio(self, audio, sampling_rate: int | None):
         clips = validate_audio(audio, sampling_rate, self.sampling_rate)

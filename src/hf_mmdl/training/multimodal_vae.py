@@ -28,12 +28,14 @@ the caption generated from the result names word b and not word a, with a grid f
 
 import itertools
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from transformers import AutoModel, AutoProcessor, Trainer
 from transformers.trainer_utils import SchedulerType
@@ -110,6 +112,10 @@ class MultimodalVAEDataArguments:
     max_text_length: int | None = field(default=None, metadata={
         "help": "Most caption words the model reads (default: 16 on the built-in scenes, the longest training "
                 "caption on a user dataset); longer captions are cut, and the run logs how many."})
+    max_audio_seconds: int | None = field(default=None, metadata={
+        "help": "Longest spoken caption the model reads, in whole seconds (default: 3 on the built-in scenes, the "
+                "longest training clip rounded up on a user dataset); longer test clips are not scored, longer training "
+                "clips are refused."})
     arithmetic_edits: list[str] | None = field(default=None, metadata={
         "help": "User-dataset arithmetic as ROW:WORD_A:WORD_B items (test row, word to remove, word to add), e.g. 0:red:blue; "
                 "default: pairs of frequent caption words picked from the captions. Each word must appear in a training "
@@ -362,8 +368,21 @@ class MultimodalVAERecipe(Recipe):
             return 16
         return max(len(words_of(text)) for text in data["train"]["text"])
 
+    def max_audio_seconds(self, args, data) -> int:
+        if args.data.max_audio_seconds is not None:
+            return args.data.max_audio_seconds
+        if self.builtin(args) or not args.model.audio:
+            return 3
+        return math.ceil(max(audio_lengths(data["train"])) / SAMPLING_RATE)
+
     def build(self, args, data):
         model, processor = self.model_and_processor(args, data)
+        if args.model.audio:
+            longest = max(audio_lengths(data["train"]))
+            if longest > processor.max_audio_samples:
+                raise ValueError(f"The longest training clip lasts {longest / SAMPLING_RATE:.2f} s; the model reads at most "
+                                 f"{processor.feature_extractor.chunk_length} s: raise --max_audio_seconds (or leave it "
+                                 "out: the longest training clip, rounded up) or trim the clips.")
         if not self.builtin(args):
             self.prepare_user_scoring(args, processor, data)
         return model, processor
@@ -379,6 +398,15 @@ class MultimodalVAERecipe(Recipe):
         if not all(known):
             logger.warning("%d of %d test rows have caption words outside the training vocabulary and are not scored.",
                            len(known) - sum(known), len(known))
+        if args.model.audio:
+            fits = [length <= processor.max_audio_samples for length in audio_lengths(test)]
+            if not all(fits):
+                logger.warning("%d test clips are longer than %d s (--max_audio_seconds) and are not scored.",
+                               len(fits) - sum(fits), processor.feature_extractor.chunk_length)
+            known = [k and f for k, f in zip(known, fits)]
+            if not any(known):
+                raise ValueError("No test row has both a caption in the training vocabulary and a clip the model reads: "
+                                 "raise --max_audio_seconds.")
         args.test_rows = len(known)
         args.scored_test = test.select([i for i, k in enumerate(known) if k]) if not all(known) else test
         args.given_edits = None
@@ -399,7 +427,8 @@ class MultimodalVAERecipe(Recipe):
         # Built-in scenes: every word of the test captions appears in training captions (each value is in ≥ 2 trained
         # combinations). A user's test captions may hold other words: `user_scores` leaves those rows out.
         processor = MultimodalVAEProcessor.for_captions(sorted(set(data["train"]["text"])), image_size=args.data.image_size,
-                                                        max_text_length=self.max_text_length(args, data))
+                                                        max_text_length=self.max_text_length(args, data),
+                                                        max_audio_seconds=self.max_audio_seconds(args, data))
         return MultimodalVAEModel(self.config(args, processor)), processor
 
     def config(self, args, processor):
@@ -610,6 +639,12 @@ class MultimodalVAERecipe(Recipe):
         return [image_grid(grid, out / "arithmetic.png", ["source", "reconstruction", "z - v(a) + v(b)"], title=title)]
 
     results_table = staticmethod(multimodal_vae_results_table)
+
+
+def audio_lengths(rows: datasets.Dataset) -> list[int]:
+    """Samples of each row's `audio` waveform (list lengths in Arrow, without reading the samples; through the
+    arrow format so that a `select`ed split's index mapping applies)."""
+    return pc.list_value_length(rows.with_format("arrow")["audio"]).to_pylist()
 
 
 def audio_clips(rows: datasets.Dataset) -> list[np.ndarray]:
