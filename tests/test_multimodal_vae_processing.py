@@ -168,8 +168,10 @@ def test_spoken_scenes_are_seeded_and_test_clips_use_a_voice_training_never_used
     assert 0.5 * 16_000 < len(clip) < 3 * 16_000 and np.abs(clip).max() <= 1
 
 
-def test_the_longest_clip_is_a_processor_setting_that_fixes_the_models_frames():
+def test_the_longest_clip_is_a_processor_setting_that_fixes_the_models_frames(tmp_path):
     processor = MultimodalVAEProcessor.for_captions(CAPTIONS, image_size=16, max_text_length=8, max_audio_seconds=5)
+    processor.save_pretrained(tmp_path)
+    assert AutoProcessor.from_pretrained(tmp_path).feature_extractor.chunk_length == 5  # saved, not the default
     clip = np.concatenate([synthesize_speech("a red circle in the top left")] * 2)  # about 4 s
     assert processor(audio=[clip], sampling_rate=16_000)["input_features"].shape == (1, 32, 160)
     assert processor.config_kwargs()["audio_num_frames"] == 160
