@@ -27,7 +27,7 @@ SAMPLING_RATE = 16_000
 AUDIO_FEATURES = dict(feature_size=32, sampling_rate=SAMPLING_RATE, n_fft=1000, hop_length=500, chunk_length=3)
 
 
-def audio_feature_extractor(**overrides) -> WhisperFeatureExtractor:
+def log_mel_feature_extractor(**overrides) -> WhisperFeatureExtractor:
     """transformers' Whisper feature extractor at the multimodal VAE's size (`AUDIO_FEATURES`, changed by
     `overrides`): log10 mel power over a Hann-windowed STFT, floored 8 decades below each clip's peak and scaled by
     (x + 4) / 4, each clip zero-padded to `chunk_length` seconds, giving (mel bins, chunk_length · rate / hop) frames."""
@@ -45,7 +45,7 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
     - `images` → `pixel_values` (float32, (batch, 3, size, size), in [-1, 1]).
     - `audio` (a 1-D 16 kHz waveform or a list of them, or `{"array", "sampling_rate"}` dicts as datasets' `Audio`
       decodes them) → `input_features` (float32, (batch, mel bins, frames)): log-mel frames from transformers'
-      `WhisperFeatureExtractor` (`audio_feature_extractor`), each clip zero-padded to the extractor's
+      `WhisperFeatureExtractor` (`log_mel_feature_extractor`), each clip zero-padded to the extractor's
       `chunk_length` seconds. The package's audio rules apply (`processing.audio_processing`: mono 1-D clips,
       floats or int16/int32 PCM, no empty, silent, NaN or infinite clips, `sampling_rate` equal to 16 kHz); a clip
       longer than `chunk_length` seconds is refused, never cut. Only models with `audio_modality` read them.
@@ -59,7 +59,7 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
 
     def __init__(self, image_processor=None, tokenizer=None, feature_extractor=None, **kwargs):
         super().__init__(image_processor, tokenizer,
-                         audio_feature_extractor() if feature_extractor is None else feature_extractor, **kwargs)
+                         log_mel_feature_extractor() if feature_extractor is None else feature_extractor, **kwargs)
 
     @classmethod
     def for_captions(cls, captions, image_size: int = 32, max_text_length: int = 16,
@@ -71,7 +71,7 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
             raise ValueError(f"max_audio_seconds must be a whole number of seconds ≥ 1, got {max_audio_seconds!r}.")
         return cls(MultimodalVAEImageProcessor.for_size(image_size),
                    train_caption_tokenizer(captions, min_count=1, model_max_length=max_text_length),
-                   audio_feature_extractor(chunk_length=max_audio_seconds))
+                   log_mel_feature_extractor(chunk_length=max_audio_seconds))
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
@@ -83,7 +83,7 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
         return [MultimodalVAEImageProcessor.from_pretrained(pretrained_model_name_or_path, **hub),
                 PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, **hub),
                 WhisperFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **hub) if saved_audio
-                else audio_feature_extractor()]
+                else log_mel_feature_extractor()]
 
     def config_kwargs(self) -> dict:
         """The [`MultimodalVAEConfig`] fields this processor fixes: vocabulary, special ids, caption length, image
@@ -174,4 +174,4 @@ class MultimodalVAEProcessor(SavedTokenizerRequired, ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values", "input_features"]
 
 
-__all__ = ["AUDIO_FEATURES", "MultimodalVAEImageProcessor", "MultimodalVAEProcessor", "audio_feature_extractor"]
+__all__ = ["AUDIO_FEATURES", "MultimodalVAEImageProcessor", "MultimodalVAEProcessor", "log_mel_feature_extractor"]
