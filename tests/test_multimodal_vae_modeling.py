@@ -210,3 +210,92 @@ def test_inconsistent_configurations_are_refused(overrides, match):
 def test_an_unknown_size_preset_is_refused():
     with pytest.raises(ValueError, match="model_size must be one of"):
         multimodal_vae_config_for("huge")
+
+
+# ---- the audio modality ---------------------------------------------------------------------------------------------
+AUDIO = dict(audio_modality=True, audio_num_mel_bins=8, audio_num_frames=16, audio_hidden_size=16, audio_num_layers=2)
+
+
+def trimodal_inputs(batch_size: int = 2) -> dict:
+    generator = torch.Generator().manual_seed(3)
+    return paired_inputs(batch_size) | {"input_features": torch.randn(batch_size, 8, 16, generator=generator)}
+
+
+def test_an_audio_model_reads_and_writes_log_mel_frames_and_any_subset_of_modalities():
+    model = tiny_model(**AUDIO)
+    inputs = trimodal_inputs(3)
+    with torch.no_grad():
+        output = model(**inputs)
+        assert output.audio_reconstruction.shape == (3, 8, 16) and output.audio_nll.shape == (3,)
+        assert output.image_nll is not None and output.text_nll is not None and torch.isfinite(output.loss)
+        spoken = model.encode(input_features=inputs["input_features"])
+        assert spoken.audio_mean.shape == (3, 8) and spoken.image_mean is None and spoken.text_mean is None
+        # Audio alone through the objective: only its own term.
+        alone = model(input_features=inputs["input_features"])
+        assert alone.image_nll is None and alone.text_nll is None and torch.isfinite(alone.loss)
+        assert model.decode_audio(spoken.latent_mean).shape == (3, 8, 16)
+        z = model.arithmetic({"pixel_values": inputs["pixel_values"]}, {"input_features": inputs["input_features"]},
+                             torch.zeros(1, 8))
+    torch.testing.assert_close(z, model.encode(pixel_values=inputs["pixel_values"]).latent_mean - spoken.latent_mean)
+
+
+def test_the_product_of_experts_objective_sums_the_elbo_of_every_subset_of_three_modalities():
+    torch.manual_seed(0)
+    model = MultimodalVAEModel(tiny_config(**AUDIO, fusion="poe", kl_warmup_steps=0)).eval()
+    inputs = trimodal_inputs(2)
+    with torch.no_grad():
+        loss = model(**inputs, sample_posterior=False).loss
+        experts = model._experts(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"],
+                                 inputs["input_features"])
+        decoder_input, labels = model._caption_teacher_forcing(inputs["input_ids"], inputs["attention_mask"])
+        weights = {"image": 1.0, "text": model.config.text_weight, "audio": model.config.audio_weight}
+        total = 0
+        subsets = [("image",), ("text",), ("audio",), ("image", "text"), ("image", "audio"), ("text", "audio"),
+                   ("image", "text", "audio")]
+        for subset in subsets:
+            mean, logvar = product_of_experts([experts[m][0] for m in subset], [experts[m][1] for m in subset])
+            nll = {"image": lambda: model._image_nll(inputs["pixel_values"], model.image_decoder(mean)),
+                   "text": lambda: model._text_nll(mean, decoder_input, labels)[0],
+                   "audio": lambda: model._audio_nll(inputs["input_features"], model.audio_decoder(mean))}
+            total = total + sum(weights[m] * nll[m]() for m in subset) + kl_to_standard_normal(mean, logvar)
+    torch.testing.assert_close(loss, (total / (3 * 16 * 16)).mean())
+
+
+def test_image_and_caption_models_have_no_audio_weights_and_old_configs_load_without_audio():
+    model = tiny_model()
+    assert not any("audio" in name for name in model.state_dict())
+    saved = tiny_config().to_dict()
+    for key in [k for k in saved if k.startswith("audio")]:
+        del saved[key]  # a config saved before the audio fields existed
+    config = MultimodalVAEConfig.from_dict(saved)
+    assert config.audio_modality is False and config.modalities == ("image", "text")
+
+
+def test_audio_is_refused_by_a_model_without_audio():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="no audio modality"):
+        model(input_features=torch.zeros(1, 32, 96))
+    with pytest.raises(ValueError, match="no audio modality"):
+        model.decode_audio(torch.zeros(1, 8))
+
+
+@pytest.mark.parametrize("features, error, match", [
+    (torch.zeros(2, 8, 15), ValueError, r"\(batch, 8 mel bins, 16 frames\)"),
+    (torch.full((2, 8, 16), float("nan")), ValueError, "NaN"),
+    (torch.zeros(2, 8, 16, dtype=torch.long), TypeError, "float tensor"),
+    (torch.zeros(8, 16), ValueError, "3-D"),
+], ids=["frames", "nan", "integers", "no batch"])
+def test_bad_audio_features_are_refused(features, error, match):
+    with pytest.raises(error, match=match):
+        tiny_model(**AUDIO)(input_features=features)
+
+
+def test_audio_of_another_batch_size_than_the_images_is_refused():
+    inputs = trimodal_inputs(2)
+    with pytest.raises(ValueError, match="Batch mismatch: 2 images, 2 captions, 3 audio clips"):
+        tiny_model(**AUDIO)(**(inputs | {"input_features": torch.zeros(3, 8, 16)}))
+
+
+def test_audio_frames_that_the_layers_cannot_halve_are_refused():
+    with pytest.raises(ValueError, match="audio_num_frames"):
+        tiny_config(**(AUDIO | {"audio_num_frames": 18}))

@@ -1,8 +1,9 @@
 """Attribute scenes for cross-modal latent arithmetic: every combination of colour, shape and position of the
 text-to-image scenes (`hf_mmdl.data.text_to_image`: 6 colours x 3 shapes x 4 quadrants = 72), each drawn one way and
-captioned "a red circle in the top left", with some combinations held out of training. A deterministic reader gets
-all three attributes back from an image (`analyse_attribute_scene`) and from a caption (`caption_attributes`), so
-that generated images and captions are scored without a network.
+captioned "a red circle in the top left", with some combinations held out of training, and optionally spoken by
+espeak-ng (`hf_mmdl.data.speech`). A deterministic reader gets all three attributes back from an image
+(`analyse_attribute_scene`) and from a caption (`caption_attributes`), so that generated images and captions are
+scored without a network.
 """
 
 import itertools
@@ -14,10 +15,14 @@ import PIL.Image
 
 from ..processing.tokenization import words_of
 from .scenes import COLOURS
+from .speech import SAMPLING_RATE, random_voice, synthesize_speech
 from .text_to_image import FOREGROUND_DISTANCE, POSITIONS, PROMPT_SHAPES, analyse_scene, render_prompt_scene, scene_caption
 
 ATTRIBUTES = ("colour", "shape", "position")
 COMBINATIONS = tuple(itertools.product(COLOURS, PROMPT_SHAPES, POSITIONS))  # (colour, shape, position)
+# Spoken captions: each combination is spoken by this many seeded voices (voice, rate, pitch) for training, and by
+# one more for test, so that test clips are voices the model never heard say that caption.
+TRAIN_VOICES_PER_COMBINATION = 4
 # Share of the object's bounding box it fills: a triangle ½, a disc π/4 ≈ 0.79, a square 1. The thresholds sit
 # halfway between, measured on the drawn shapes at 16-64 px (triangle 0.52-0.56, circle 0.77-0.81, square 1.0).
 TRIANGLE_BELOW, SQUARE_ABOVE = 0.66, 0.9
@@ -46,10 +51,13 @@ def held_out_combinations(count: int, seed: int = 0) -> set[tuple[str, str, str]
 
 
 def load_attribute_scenes(num_train: int = 2000, image_size: int = 32, num_held_out: int = 12,
-                          seed: int = 0) -> datasets.DatasetDict:
+                          seed: int = 0, audio: bool = False) -> datasets.DatasetDict:
     """`train`: `num_train` rows drawn uniformly from the combinations not held out; `test`: every combination once,
     with `held_out` marking those never in train. Columns: `image` (PIL RGB), `text` (the caption), `colour`,
-    `shape`, `position`, `held_out`. The same arguments always give the same data."""
+    `shape`, `position`, `held_out`; with `audio`, also `audio` (the caption spoken by espeak-ng: a float32 16 kHz
+    waveform stored as a list of floats), `sampling_rate` (16000) and `voice` (espeak-ng voice, rate and pitch).
+    Training rows draw one of `TRAIN_VOICES_PER_COMBINATION` seeded voices of their combination; test rows use one
+    more voice. The same arguments always give the same data. Audio needs `espeakng-loader` (ImportError without)."""
     if num_train < 1:
         raise ValueError(f"num_train must be ≥ 1, got {num_train}.")
     if image_size < 16:
@@ -68,10 +76,24 @@ def load_attribute_scenes(num_train: int = 2000, image_size: int = 32, num_held_
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
                                   "colour": datasets.Value("string"), "shape": datasets.Value("string"),
                                   "position": datasets.Value("string"), "held_out": datasets.Value("bool")})
-    return datasets.DatasetDict({
-        "train": datasets.Dataset.from_list([row(rng.choice(trained)) for _ in range(num_train)], features=features),
-        "test": datasets.Dataset.from_list([row(c) for c in COMBINATIONS], features=features),
-    })
+    splits = {"train": [row(rng.choice(trained)) for _ in range(num_train)], "test": [row(c) for c in COMBINATIONS]}
+    if not audio:
+        return datasets.DatasetDict({split: datasets.Dataset.from_list(rows, features=features)
+                                     for split, rows in splits.items()})
+    # Imported here: trimodal's Arrow writer, kept out of the image-only path's imports.
+    from .trimodal import _dataset_dict
+
+    voice_rng = random.Random(f"{seed}-voices")
+    voices = {c: [random_voice(voice_rng) for _ in range(TRAIN_VOICES_PER_COMBINATION + 1)] for c in COMBINATIONS}
+    for split, rows in splits.items():
+        for r in rows:
+            combination = (r["colour"], r["shape"], r["position"])
+            voice = voices[combination][-1] if split == "test" else rng.choice(voices[combination][:-1])
+            r |= {"audio": synthesize_speech(r["text"], **voice), "sampling_rate": SAMPLING_RATE,
+                  "voice": f"{voice['voice']} rate {voice['rate']} pitch {voice['pitch']}"}
+    features = datasets.Features({**features, "audio": datasets.List(datasets.Value("float32")),
+                                  "sampling_rate": datasets.Value("int32"), "voice": datasets.Value("string")})
+    return _dataset_dict(splits, features, "attribute scenes with spoken captions (espeak-ng, GPL-3+ voices)")
 
 
 def scene_shape(image: PIL.Image.Image) -> str | None:

@@ -1,4 +1,5 @@
-"""Configuration of the multimodal VAE: one Gaussian latent shared by images and captions, with per-modality
+"""Configuration of the multimodal VAE: one Gaussian latent shared by images, captions and (optionally) spoken
+captions, with per-modality
 encoders fused by a product of experts (MVAE, Wu & Goodman, "Multimodal Generative Models for Scalable
 Weakly-Supervised Learning", NeurIPS 2018) or a mixture of experts (MMVAE, Shi, Siddharth, Paige & Torr, "Variational
 Mixture-of-Experts Autoencoders for Multi-Modal Deep Generative Models", NeurIPS 2019)."""
@@ -8,7 +9,7 @@ from transformers import PretrainedConfig
 from .loading import ModelTypeCheckedConfig
 
 FUSIONS = ("poe", "moe")
-MULTIMODAL_VAE_MODALITIES = ("image", "text")
+MULTIMODAL_VAE_MODALITIES = ("image", "text", "audio")
 
 
 class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
@@ -36,15 +37,25 @@ class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
         fusion (`str`): How the unimodal posteriors q(z|x_m) combine. `"poe"`: a product of Gaussian experts with
             the prior N(0, I) as one more expert (MVAE §3.1); `"moe"`: the uniform mixture (1/M) Σ_m q(z|x_m)
             (MMVAE §3).
-        image_weight, text_weight (`float`): λ_m, the weights of each modality's log-likelihood in the ELBO (MVAE
+        audio_modality (`bool`): Add the audio modality: an encoder of log-mel frames (the processor's
+            `input_features`) as a third expert and a decoder of them with a Gaussian likelihood. Off by default, so
+            that image + caption models (and configs saved before audio existed) load and behave as before.
+        audio_num_mel_bins, audio_num_frames (`int`): Shape (mel bins, frames) of the log-mel features the audio
+            encoder reads and the decoder writes (the processor's feature extractor fixes both:
+            `MultimodalVAEProcessor.config_kwargs`); frames must be divisible by 2**`audio_num_layers`.
+        audio_hidden_size (`int`), audio_num_layers (`int`): Width and number of the stride-2 1-D convolutions over
+            time of the audio encoder (the decoder mirrors them with transposed convolutions).
+        image_weight, text_weight, audio_weight (`float`): λ_m, the weights of each modality's log-likelihood in the ELBO (MVAE
             §3.2 weights its terms so that a 3,072-value image does not drown an 8-word caption).
         beta (`float`): Weight of the KL term (β-VAE, Higgins et al. 2017); 1 gives the ELBO.
         kl_warmup_steps (`int`): Training steps over which the KL weight rises 0 → β on a cosine ramp (Bowman et al.
             2016); 0 disables warm-up.
-        subsampled_elbo (`bool`): With PoE fusion, add one ELBO per present modality (each unimodal posterior
-            reconstructing its own modality) to the joint ELBO: MVAE's sub-sampled training (§3.2), which trains
-            every unimodal encoder to stand alone so that any modality may be missing at test time. (MoE fusion
-            always reconstructs every modality from every unimodal sample.)
+        subsampled_elbo (`bool`): With PoE fusion, add to the joint ELBO the ELBO of every other non-empty subset of
+            the present modalities (each subset's posterior reconstructing its own modalities): MVAE's sub-sampled
+            training (§3.2), which trains every encoder and combination to stand alone so that any modality may be
+            missing at test time. With two modalities these are the two unimodal terms; with three, the three
+            unimodal and three pairwise ones. (MoE fusion always reconstructs every modality from every unimodal
+            sample.)
     """
 
     model_type = "multimodal_vae"
@@ -70,8 +81,14 @@ class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
     eos_token_id: int | None = 3
     latent_dim: int = 16
     fusion: str = "poe"
+    audio_modality: bool = False
+    audio_num_mel_bins: int = 32
+    audio_num_frames: int = 96
+    audio_hidden_size: int = 64
+    audio_num_layers: int = 3
     image_weight: float = 1.0
     text_weight: float = 50.0
+    audio_weight: float = 0.05
     beta: float = 1.0
     kl_warmup_steps: int = 0
     subsampled_elbo: bool = True
@@ -92,7 +109,8 @@ class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                              f"({self.num_attention_heads}).")
-        for name in ("latent_dim", "vocab_size", "max_text_length", "num_text_layers"):
+        for name in ("latent_dim", "vocab_size", "max_text_length", "num_text_layers", "audio_num_mel_bins",
+                     "audio_num_frames", "audio_hidden_size", "audio_num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
@@ -100,14 +118,23 @@ class MultimodalVAEConfig(ModelTypeCheckedConfig, PretrainedConfig):
             if value is None or not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name} must be a token id in [0, vocab_size={self.vocab_size}), got {value}: build "
                                  "the config from the processor's tokenizer (`MultimodalVAEProcessor.config_kwargs`).")
-        if min(self.image_weight, self.text_weight, self.beta) < 0 or self.kl_warmup_steps < 0:
-            raise ValueError("image_weight, text_weight, beta and kl_warmup_steps must be ≥ 0, got "
-                             f"{self.image_weight}, {self.text_weight}, {self.beta} and {self.kl_warmup_steps}.")
+        if self.audio_num_frames % 2**self.audio_num_layers:
+            raise ValueError(f"audio_num_frames ({self.audio_num_frames}) must be divisible by 2**audio_num_layers "
+                             f"({2**self.audio_num_layers}): each audio layer halves the frames.")
+        if min(self.image_weight, self.text_weight, self.audio_weight, self.beta) < 0 or self.kl_warmup_steps < 0:
+            raise ValueError("image_weight, text_weight, audio_weight, beta and kl_warmup_steps must be ≥ 0, got "
+                             f"{self.image_weight}, {self.text_weight}, {self.audio_weight}, {self.beta} and "
+                             f"{self.kl_warmup_steps}.")
         super().__post_init__(**kwargs)
 
     @property
     def downsampling_factor(self) -> int:
         return 2 ** (len(self.image_block_out_channels) - 1)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model reads and writes, in the order of its experts."""
+        return MULTIMODAL_VAE_MODALITIES if self.audio_modality else MULTIMODAL_VAE_MODALITIES[:2]
 
     @property
     def latent_side(self) -> int:

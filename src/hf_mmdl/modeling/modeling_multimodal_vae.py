@@ -1,29 +1,32 @@
-"""A multimodal VAE over images and captions: one Gaussian latent z that either modality, or both, can infer and
-both can be generated from.
+"""A multimodal VAE over images, captions and (with `config.audio_modality`) spoken captions: one Gaussian latent z
+that any subset of the modalities can infer and every modality can be generated from.
 
 - Per-modality encoders give Gaussian experts q(z|x_m) = N(μ_m, diag σ_m²): images through diffusers' VAE encoder
   blocks (the blocks of [`ImageVAEModel`]) flattened into the latent, captions through a small bidirectional
-  Transformer mean-pooled into it.
+  Transformer mean-pooled into it, spoken captions (log-mel frames, the processor's `input_features`) through
+  stride-2 1-D convolutions over time flattened into it.
 - Fusion (`config.fusion`):
   * `"poe"` — MVAE (Wu & Goodman, NeurIPS 2018, §3.1): the joint posterior is the product of the experts and of the
     prior expert N(0, I). A product of Gaussians is Gaussian with precision T = 1 + Σ_m 1/σ_m² and mean
     μ = (Σ_m μ_m/σ_m²) / T. A missing modality is an expert left out, so any subset of modalities gives a posterior.
-    Training sums the ELBO of the joint posterior and, with `subsampled_elbo`, the ELBO of each unimodal posterior
-    on its own modality (MVAE's sub-sampled training, §3.2): ELBO(x) = E_q[Σ_m λ_m log p(x_m|z)] − β·KL(q ‖ p).
+    Training sums the ELBO of the joint posterior and, with `subsampled_elbo`, the ELBO of every other non-empty
+    subset's posterior on its own modalities (MVAE's sub-sampled training, §3.2): ELBO(x) = E_q[Σ_m λ_m log p(x_m|z)] − β·KL(q ‖ p).
   * `"moe"` — MMVAE (Shi et al., NeurIPS 2019, §3, Eq. 3 with one stratified sample per expert): q(z|x) =
     (1/M) Σ_m q(z|x_m); the objective is (1/M) Σ_m E_{z_m ~ q(z|x_m)}[Σ_n λ_n log p(x_n|z_m) − β(log q(z_m|x) −
     log p(z_m))], so every modality is reconstructed from every unimodal sample (the KL of a mixture has no closed
     form; its one-sample estimate is used).
 - Decoders: images through diffusers' VAE decoder blocks to the mean of a Gaussian with a learned per-channel scale
-  (Kingma & Welling 2014, Eq. 12); captions through a small causal Transformer whose first position is z projected
+  (Kingma & Welling 2014, Eq. 12); log-mel frames through transposed 1-D convolutions to the mean of a Gaussian
+  with a learned per-mel-bin scale; captions through a small causal Transformer whose first position is z projected
   to the model width (a prefix), generated with transformers' `GenerationMixin` (greedy or beam search, KV cache).
-- Latent arithmetic (`arithmetic`): z(source) − z(minus) + z(plus) on posterior means, decoded by `decode_image` and
-  `generate_text`.
+- Latent arithmetic (`arithmetic`): z(source) − z(minus) + z(plus) on posterior means, decoded by `decode_image`,
+  `generate_text` and `decode_audio`.
 
 Pixel conventions as [`ImageVAEModel`]: the model reads images in [-1, 1]; everything it hands back as an image is
 in [0, 1], ready for `processor.postprocess`.
 """
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -37,7 +40,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast, ModelOutput
 
 from .configuration_multimodal_vae import MultimodalVAEConfig
-from .inputs import check_float_tensor, check_image_batch, check_token_ids, check_values, to_model_dtype
+from .inputs import (
+    check_batch_sizes, check_float_tensor, check_image_batch, check_token_ids, check_values, to_model_dtype,
+)
 from .layers import torch_default_init_
 from .loading import CheckedSaveLoadMixin
 from .schedules import cosine_ramp
@@ -63,6 +68,8 @@ class MultimodalVAEEncoderOutput(ModelOutput):
     image_logvar: torch.FloatTensor | None = None
     text_mean: torch.FloatTensor | None = None
     text_logvar: torch.FloatTensor | None = None
+    audio_mean: torch.FloatTensor | None = None
+    audio_logvar: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -76,12 +83,14 @@ class MultimodalVAEOutput(ModelOutput):
             `latents`, in [0, 1] (None without images).
         text_logits (`torch.FloatTensor` of shape `(batch, tokens + 1, vocab_size)`): Next-token logits of the
             caption decoder given `latents`, teacher-forced on `<bos> caption` (None without captions).
+        audio_reconstruction (`torch.FloatTensor` of shape `(batch, mel bins, frames)`): Log-mel frames decoded
+            from `latents` (None without audio).
         latents (`torch.FloatTensor` of shape `(batch, latent_dim)`): z the reconstructions came from: a sample of
-            the joint posterior in training (PoE; for MoE the first present expert's sample, image before text), its
-            mean in eval mode.
+            the joint posterior in training (PoE; for MoE the first present expert's sample, in the order image,
+            text, audio), its mean in eval mode.
         latent_mean, latent_logvar (`torch.FloatTensor` of shape `(batch, latent_dim)`): The fused posterior (see
             [`MultimodalVAEEncoderOutput`]).
-        image_nll, text_nll (`torch.FloatTensor` of shape `(batch,)`): −log p(x_m|z) in nats of the joint term (PoE)
+        image_nll, text_nll, audio_nll (`torch.FloatTensor` of shape `(batch,)`): −log p(x_m|z) in nats of the joint term (PoE)
             or averaged over the experts' samples (MoE), unweighted.
         kl (`torch.FloatTensor` of shape `(batch,)`): KL(q(z|x) ‖ N(0, I)) of the joint term in nats (PoE: exact;
             MoE: the one-sample estimate averaged over the experts).
@@ -91,11 +100,13 @@ class MultimodalVAEOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     image_reconstruction: torch.FloatTensor | None = None
     text_logits: torch.FloatTensor | None = None
+    audio_reconstruction: torch.FloatTensor | None = None
     latents: torch.FloatTensor | None = None
     latent_mean: torch.FloatTensor | None = None
     latent_logvar: torch.FloatTensor | None = None
     image_nll: torch.FloatTensor | None = None
     text_nll: torch.FloatTensor | None = None
+    audio_nll: torch.FloatTensor | None = None
     kl: torch.FloatTensor | None = None
     kl_weight: torch.FloatTensor | None = None
 
@@ -167,7 +178,7 @@ class MultimodalVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
     config: MultimodalVAEConfig
     base_model_prefix = "multimodal_vae"
     main_input_name = "pixel_values"
-    input_modalities = ("image", "text")
+    input_modalities = ("image", "text", "audio")
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["MultimodalVAETextLayer"]
@@ -185,6 +196,8 @@ class MultimodalVAEPreTrainedModel(CheckedSaveLoadMixin, PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, MultimodalVAEModel):
             init.constant_(module.log_scale, self.config.init_log_scale)
+            if module.audio_log_scale is not None:
+                init.constant_(module.audio_log_scale, self.config.init_log_scale)
 
 
 class MultimodalVAEImageEncoder(nn.Module):
@@ -225,6 +238,46 @@ class MultimodalVAEImageDecoder(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.from_latent(latents).view(-1, self.channels, self.side, self.side))
+
+
+class MultimodalVAEAudioEncoder(nn.Module):
+    """Audio expert: log-mel frames (batch, mel bins, frames) through `audio_num_layers` stride-2 1-D convolutions
+    over time (GELU after each), flattened, and a Linear layer to (μ, log σ²) of the shared latent. Flattening keeps
+    where in the clip each sound is (the features are padded to a fixed length, so positions line up)."""
+
+    def __init__(self, config: MultimodalVAEConfig):
+        super().__init__()
+        widths = [config.audio_num_mel_bins] + [config.audio_hidden_size] * config.audio_num_layers
+        self.convs = nn.ModuleList(nn.Conv1d(widths[i], widths[i + 1], kernel_size=3, stride=2, padding=1)
+                                   for i in range(config.audio_num_layers))
+        frames = config.audio_num_frames // 2**config.audio_num_layers
+        self.to_moments = nn.Linear(config.audio_hidden_size * frames, 2 * config.latent_dim)
+
+    def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = input_features
+        for conv in self.convs:
+            hidden = F.gelu(conv(hidden))
+        mean, logvar = self.to_moments(hidden.flatten(1)).chunk(2, dim=-1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+
+class MultimodalVAEAudioDecoder(nn.Module):
+    """p(log-mel frames|z): a Linear layer to (audio_hidden_size, frames / 2**layers), then transposed 1-D
+    convolutions that double the frames (GELU between) to the Gaussian mean (batch, mel bins, frames)."""
+
+    def __init__(self, config: MultimodalVAEConfig):
+        super().__init__()
+        self.width, self.frames = config.audio_hidden_size, config.audio_num_frames // 2**config.audio_num_layers
+        self.from_latent = nn.Linear(config.latent_dim, self.width * self.frames)
+        widths = [config.audio_hidden_size] * config.audio_num_layers + [config.audio_num_mel_bins]
+        self.convs = nn.ModuleList(nn.ConvTranspose1d(widths[i], widths[i + 1], kernel_size=4, stride=2, padding=1)
+                                   for i in range(config.audio_num_layers))
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        hidden = self.from_latent(latents).view(-1, self.width, self.frames)
+        for index, conv in enumerate(self.convs):
+            hidden = conv(F.gelu(hidden) if index else hidden)
+        return hidden
 
 
 class MultimodalVAETextEncoder(nn.Module):
@@ -323,13 +376,15 @@ class MultimodalVAECaptionDecoder(MultimodalVAEPreTrainedModel, GenerationMixin)
 
 
 class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
-    """A multimodal VAE over images and captions with one Gaussian latent (see the module docstring): MVAE's
-    product of experts or MMVAE's mixture of experts, image and caption encoders and decoders.
+    """A multimodal VAE over images, captions and (with `config.audio_modality`) spoken captions with one Gaussian
+    latent (see the module docstring): MVAE's product of experts or MMVAE's mixture of experts, an encoder and a
+    decoder per modality.
 
-    `forward(pixel_values=…, input_ids=…, attention_mask=…)` takes either modality or both and returns the negative
-    objective as `loss` with the reconstructions. `encode(...)` gives the posterior mean and log-variance of
+    `forward(pixel_values=…, input_ids=…, attention_mask=…, input_features=…)` takes any non-empty subset of the
+    modalities and returns the negative objective as `loss` with the reconstructions. `encode(...)` gives the posterior mean and log-variance of
     whichever modalities are given, `decode_image(z)` images in [0, 1], `generate_text(z)` caption token ids (the
-    processor's `batch_decode` turns them into words), `arithmetic(source, minus, plus)` the latent
+    processor's `batch_decode` turns them into words), `decode_audio(z)` log-mel frames, `arithmetic(source, minus,
+    plus)` the latent
     z(source) − z(minus) + z(plus). The KL warm-up reads the training step set by `set_schedule_step` (the
     package's `ScheduleStepCallback` does this every Trainer step).
     """
@@ -341,6 +396,11 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         self.text_encoder = MultimodalVAETextEncoder(config)
         self.text_decoder = MultimodalVAECaptionDecoder(config)
         self.log_scale = nn.Parameter(torch.full((config.in_channels, 1, 1), config.init_log_scale))
+        # Built only for audio models, so that image + caption checkpoints keep exactly their weights.
+        self.audio_encoder = MultimodalVAEAudioEncoder(config) if config.audio_modality else None
+        self.audio_decoder = MultimodalVAEAudioDecoder(config) if config.audio_modality else None
+        self.audio_log_scale = (nn.Parameter(torch.full((config.audio_num_mel_bins, 1), config.init_log_scale))
+                                if config.audio_modality else None)
         self.schedule_step: int | None = None
         self.post_init()
 
@@ -359,11 +419,12 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         return cosine_ramp(step, self.config.kl_warmup_steps, 0.0, self.config.beta)
 
     # ---- input checks --------------------------------------------------------------------------------------------
-    def _checked(self, pixel_values, input_ids, attention_mask):
+    def _checked(self, pixel_values, input_ids, attention_mask, input_features=None):
         """The given inputs, validated (ValueError/TypeError naming what is wrong), the mask defaulting to all ones."""
-        if pixel_values is None and input_ids is None:
-            raise ValueError("Pass pixel_values and/or input_ids (the processor's `images=` and `text=` outputs): the "
-                             "model needs at least one modality.")
+        if pixel_values is None and input_ids is None and input_features is None:
+            raise ValueError("Pass pixel_values and/or input_ids (the processor's `images=` and `text=` outputs) "
+                             "and, for an audio model, input_features (its `audio=` output): the model needs at least "
+                             "one modality.")
         if attention_mask is not None and input_ids is None:
             raise ValueError("attention_mask was given without input_ids: it masks caption tokens, pass both.")
         if pixel_values is not None:
@@ -375,10 +436,27 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
             check_token_ids(input_ids, "input_ids", self.config.vocab_size, self.config.max_text_length, attention_mask)
             input_ids = input_ids.long()
             attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
-            if pixel_values is not None and len(pixel_values) != len(input_ids):
-                raise ValueError(f"Batch mismatch: {len(pixel_values)} images but {len(input_ids)} captions; paired "
-                                 "inputs need one of each per example (encode unpaired modalities in separate calls).")
-        return pixel_values, input_ids, attention_mask
+        if input_features is not None:
+            input_features = self._checked_audio(input_features)
+        sizes = {what: len(value) for what, value in (("images", pixel_values), ("captions", input_ids),
+                                                      ("audio clips", input_features)) if value is not None}
+        check_batch_sizes(sizes, "paired inputs need one of each per example (encode unpaired modalities in separate "
+                                 "calls).")
+        return pixel_values, input_ids, attention_mask, input_features
+
+    def _checked_audio(self, input_features) -> torch.Tensor:
+        config = self.config
+        if not config.audio_modality:
+            raise ValueError("input_features (audio) given, but this model has no audio modality "
+                             "(config.audio_modality=False): pass images and/or captions, or train a model with audio "
+                             "(`hf-mmdl train multimodal_vae --audio true`).")
+        check_float_tensor(input_features, "input_features", ndim=3)
+        expected = (config.audio_num_mel_bins, config.audio_num_frames)
+        if tuple(input_features.shape[1:]) != expected:
+            raise ValueError(f"input_features must have shape (batch, {expected[0]} mel bins, {expected[1]} frames) "
+                             f"(the processor's `audio=` output), got {tuple(input_features.shape)}.")
+        check_values(input_features, "input_features")
+        return to_model_dtype(input_features, self.dtype)
 
     def _check_latents(self, latents, name: str = "latents") -> torch.Tensor:
         check_float_tensor(latents, name, ndim=2)
@@ -389,12 +467,15 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         return to_model_dtype(latents, self.dtype)
 
     # ---- posteriors ----------------------------------------------------------------------------------------------
-    def _experts(self, pixel_values, input_ids, attention_mask) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _experts(self, pixel_values, input_ids, attention_mask,
+                 input_features=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         experts = {}
         if pixel_values is not None:
             experts["image"] = self.image_encoder(pixel_values)
         if input_ids is not None:
             experts["text"] = self.text_encoder(input_ids, attention_mask)
+        if input_features is not None:
+            experts["audio"] = self.audio_encoder(input_features)
         return experts
 
     def _fuse(self, experts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,16 +485,20 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         return mixture_moments(means, logvars)
 
     def encode(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
-               attention_mask: torch.Tensor | None = None, return_dict: bool = True):
-        """q(z|x) of whichever modalities are given (images in [-1, 1], caption ids with their mask: what the
-        processor returns, so `model.encode(**processor(images=…, text=…))` works). Returns a
-        [`MultimodalVAEEncoderOutput`]; nothing given, or bad inputs, raise a `ValueError`/`TypeError`."""
-        pixel_values, input_ids, attention_mask = self._checked(pixel_values, input_ids, attention_mask)
-        experts = self._experts(pixel_values, input_ids, attention_mask)
+               attention_mask: torch.Tensor | None = None, input_features: torch.Tensor | None = None,
+               return_dict: bool = True):
+        """q(z|x) of whichever modalities are given (images in [-1, 1], caption ids with their mask, log-mel
+        `input_features` (batch, mel bins, frames) of an audio model: what the processor returns, so
+        `model.encode(**processor(images=…, text=…, audio=…))` works). Returns a [`MultimodalVAEEncoderOutput`];
+        nothing given, audio for a model without audio, or bad inputs raise a `ValueError`/`TypeError`."""
+        pixel_values, input_ids, attention_mask, input_features = self._checked(pixel_values, input_ids,
+                                                                                attention_mask, input_features)
+        experts = self._experts(pixel_values, input_ids, attention_mask, input_features)
         mean, logvar = self._fuse(list(experts.values()))
-        image, text = experts.get("image", (None, None)), experts.get("text", (None, None))
+        image, text, audio = (experts.get(m, (None, None)) for m in ("image", "text", "audio"))
         output = MultimodalVAEEncoderOutput(latent_mean=mean, latent_logvar=logvar, image_mean=image[0],
-                                            image_logvar=image[1], text_mean=text[0], text_logvar=text[1])
+                                            image_logvar=image[1], text_mean=text[0], text_logvar=text[1],
+                                            audio_mean=audio[0], audio_logvar=audio[1])
         return output if return_dict else output.to_tuple()
 
     # ---- decoders ------------------------------------------------------------------------------------------------
@@ -421,6 +506,12 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         """−log N(x; μ, σ²) per image in nats (Kingma & Welling 2014, Eq. 12), summed over pixel values."""
         log_scale = self.log_scale.float()
         nll = 0.5 * math.log(2 * math.pi) + log_scale + 0.5 * ((pixel_values.float() - mean.float()) * torch.exp(-log_scale)) ** 2
+        return nll.flatten(1).sum(1)
+
+    def _audio_nll(self, input_features: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """−log N(x; μ, σ²) per clip in nats, summed over its log-mel values (σ learned per mel bin)."""
+        log_scale = self.audio_log_scale.float()
+        nll = 0.5 * math.log(2 * math.pi) + log_scale + 0.5 * ((input_features.float() - mean.float()) * torch.exp(-log_scale)) ** 2
         return nll.flatten(1).sum(1)
 
     def _caption_teacher_forcing(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -444,6 +535,14 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         latents = self._check_latents(latents)
         return ((self.image_decoder(latents) + 1) / 2).clamp(0, 1)
 
+    def decode_audio(self, latents: torch.Tensor) -> torch.Tensor:
+        """Decoder means of finite (batch, latent_dim) latents as log-mel frames (batch, mel bins, frames), in the
+        processor's feature scale. A model without audio, or a latent of another shape or with NaN/inf, raises a
+        `ValueError`."""
+        if not self.config.audio_modality:
+            raise ValueError("This model has no audio modality (config.audio_modality=False): it cannot decode audio.")
+        return self.audio_decoder(self._check_latents(latents))
+
     @torch.no_grad()
     def generate_text(self, latents: torch.Tensor, **generate_kwargs) -> torch.LongTensor:
         """Captions of finite (batch, latent_dim) latents as token ids (batch, length) starting with <bos>, through
@@ -455,20 +554,21 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
 
     def arithmetic(self, source, minus, plus) -> torch.Tensor:
         """Latent arithmetic z(source) − z(minus) + z(plus). Each argument is either latents (a float (batch or 1,
-        latent_dim) tensor) or the processor's output for some modalities (a mapping with `pixel_values` and/or
-        `input_ids` + `attention_mask`), encoded to its posterior mean. Batches of 1 broadcast against the others;
+        latent_dim) tensor) or the processor's output for some modalities (a mapping with `pixel_values`,
+        `input_ids` + `attention_mask` and/or `input_features`), encoded to its posterior mean. Batches of 1 broadcast against the others;
         other differing batch sizes raise a `ValueError`. Decode the result with `decode_image` and `generate_text`."""
         vectors = []
         for name, value in (("source", source), ("minus", minus), ("plus", plus)):
             if isinstance(value, torch.Tensor):
                 vectors.append(self._check_latents(value, name))
-            elif hasattr(value, "keys") and ({"pixel_values", "input_ids"} & set(value.keys())):
-                known = {key: value[key] for key in ("pixel_values", "input_ids", "attention_mask") if key in value}
+            elif hasattr(value, "keys") and ({"pixel_values", "input_ids", "input_features"} & set(value.keys())):
+                known = {key: value[key] for key in ("pixel_values", "input_ids", "attention_mask", "input_features")
+                         if key in value}
                 with torch.no_grad():
                     vectors.append(self.encode(**known).latent_mean.to(self.dtype))
             else:
                 raise TypeError(f"{name} must be latents (a (batch, latent_dim) float tensor) or the processor's output "
-                                f"(with pixel_values and/or input_ids), got {type(value).__name__}.")
+                                f"(with pixel_values, input_ids and/or input_features), got {type(value).__name__}.")
         sizes = {len(v) for v in vectors} - {1}
         if len(sizes) > 1:
             raise ValueError(f"source, minus and plus hold {[len(v) for v in vectors]} rows: give them equal batch sizes "
@@ -481,6 +581,7 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
         sample_posterior: bool | None = None,
         generator: torch.Generator | None = None,
         return_loss: bool = True,
@@ -490,23 +591,27 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch, channels, side, side)`, *optional*): Images in [-1, 1].
         input_ids (`torch.LongTensor` of shape `(batch, tokens)`, *optional*): Caption word ids without <bos>/<eos>
             (the processor's), at most `max_text_length`; with `attention_mask` (1 = word, 0 = padding).
+        input_features (`torch.FloatTensor` of shape `(batch, audio_num_mel_bins, audio_num_frames)`, *optional*):
+            Log-mel frames of spoken captions (the processor's `audio=` output); audio models only.
         sample_posterior (`bool`, *optional*): Reparameterised samples z = μ + σ⊙ε (default in training) rather than
             posterior means (default in eval mode, for deterministic outputs).
         generator (`torch.Generator`, *optional*): Source of ε.
         return_loss (`bool`): Compute the objective (on by default: it needs only the inputs).
 
-        Either modality may be missing; both must then hold the same number of examples. NaN, infinite or
-        out-of-range or integer pixels, images of another size, ids outside the vocabulary, too many tokens or a mask
-        of another shape raise a `ValueError` naming the input.
+        Any modality may be missing; those given must hold the same number of examples. NaN, infinite or
+        out-of-range or integer pixels, images of another size, ids outside the vocabulary, too many tokens, a mask
+        of another shape, audio features of another shape or with NaN/inf, or audio for a model without audio raise
+        a `ValueError`/`TypeError` naming the input.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_posterior = self.training if sample_posterior is None else sample_posterior
-        pixel_values, input_ids, attention_mask = self._checked(pixel_values, input_ids, attention_mask)
-        experts = self._experts(pixel_values, input_ids, attention_mask)
+        pixel_values, input_ids, attention_mask, input_features = self._checked(pixel_values, input_ids,
+                                                                                attention_mask, input_features)
+        experts = self._experts(pixel_values, input_ids, attention_mask, input_features)
         decoder_input = labels = None
         if input_ids is not None:
             decoder_input, labels = self._caption_teacher_forcing(input_ids, attention_mask)
-        weights = {"image": self.config.image_weight, "text": self.config.text_weight}
+        weights = {"image": self.config.image_weight, "text": self.config.text_weight, "audio": self.config.audio_weight}
         kl_weight = self.current_kl_weight()
 
         def draw(mean, logvar):
@@ -524,6 +629,9 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
                 nll["image"], decoded["image"] = self._image_nll(pixel_values, mean), mean
             if "text" in modalities:
                 nll["text"], decoded["text"] = self._text_nll(latents, decoder_input, labels)
+            if "audio" in modalities:
+                mean = self.audio_decoder(latents)
+                nll["audio"], decoded["audio"] = self._audio_nll(input_features, mean), mean
             return nll, decoded
 
         joint_mean, joint_logvar = self._fuse(list(experts.values()))
@@ -531,11 +639,12 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
         total = 0.0
         if self.config.fusion == "poe":
             subsets = [present]
-            if self.config.subsampled_elbo and len(present) > 1:
-                subsets += [(m,) for m in present]
+            if self.config.subsampled_elbo:
+                # Every other non-empty subset, smallest first (two modalities: the two unimodal terms, as MVAE).
+                subsets += [subset for size in range(1, len(present)) for subset in itertools.combinations(present, size)]
             for index, subset in enumerate(subsets):
                 mean, logvar = (joint_mean, joint_logvar) if index == 0 else product_of_experts(
-                    [experts[subset[0]][0]], [experts[subset[0]][1]])
+                    [experts[m][0] for m in subset], [experts[m][1] for m in subset])
                 latents = draw(mean, logvar)
                 nll, decoded = reconstruct(latents, subset)
                 kl = kl_to_standard_normal(mean, logvar)
@@ -569,11 +678,13 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
             loss=loss,
             image_reconstruction=((image + 1) / 2).clamp(0, 1) if image is not None else None,
             text_logits=joint["decoded"].get("text"),
+            audio_reconstruction=joint["decoded"].get("audio"),
             latents=joint["latents"],
             latent_mean=joint_mean,
             latent_logvar=joint_logvar,
             image_nll=joint["nll"].get("image"),
             text_nll=joint["nll"].get("text"),
+            audio_nll=joint["nll"].get("audio"),
             kl=joint["kl"],
             kl_weight=torch.tensor(kl_weight),
         )
@@ -582,6 +693,8 @@ class MultimodalVAEModel(MultimodalVAEPreTrainedModel):
 
 __all__ = [
     "MULTIMODAL_VAE_LORA_TARGET_MODULES",
+    "MultimodalVAEAudioDecoder",
+    "MultimodalVAEAudioEncoder",
     "MultimodalVAECaptionDecoder",
     "MultimodalVAEEncoderOutput",
     "MultimodalVAEModel",
