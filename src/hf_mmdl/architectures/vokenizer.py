@@ -13,10 +13,28 @@ from ..processing import VokenizerImageProcessor, VokenizerProcessor
 from .base import Architecture, AutoEntry, CardText, Converter
 
 
+def vokenizer_results_table(results: dict) -> str:
+    """Markdown: held-out token→image recall of the matcher in context, of the same matcher embedding each token
+    alone, and chance, for visually grounded tokens and for all tokens (`results["recall"]`)."""
+    recall = results["recall"]
+    ks = list(recall["grounded"]["chance"])  # R@1, R@5 (and concept@1 for the scenes)
+    lines = [f"| tokens ({recall['images']} held-out images) | matcher | " + " | ".join(ks) + " |",
+             "|---|---|" + "---|" * len(ks)]
+    for subset, title in (("grounded", "visually grounded"), ("all", "all")):
+        for name, label in (("contextual", "in context"), ("non_contextual", "token alone (non-contextual)"),
+                            ("chance", "chance")):
+            cells = " | ".join(f"{recall[subset][name][k]:.1%}" if k in recall[subset][name] else "–" for k in ks)
+            lines.append(f"| {title} ({recall[subset]['tokens']}) | {label} | {cells} |")
+    return "\n".join(lines)
+
+
 def vokenizer_metrics_section(results: dict) -> str:
     """Markdown of a run's token→image recall, as `results.json` records it."""
-    rows = [f"| {name} | {value:.1%} |" for name, value in results.get("recall", {}).items()]
-    return "| measure | value |\n|---|---|\n" + "\n".join(rows) if rows else "No measurements recorded."
+    if "recall" not in results:
+        return "No measurements recorded."
+    return (f"Token→image recall on held-out captions of `{results.get('dataset')}`, measured in the same run as its "
+            f"baselines (a token is a hit when its own caption's image is among the k most relevant).\n\n"
+            f"{vokenizer_results_table(results)}")
 
 
 CARD = CardText(
@@ -60,6 +78,7 @@ VOKENIZER = Architecture(
         AutoEntry(ResNeXtConfig, task_models={AutoBackbone: ResNeXtBackbone}),
     ),
     card=CARD,
+    recipe="hf_mmdl.training.vokenizer:VOKENIZER_RECIPE",
     converters=(Converter(
         name="vokenizer-matcher",
         help="The released Vokenizer matcher's `BEST.pth` state dict (BERT + ResNeXt-101 32x8d + MLPs) into a "
@@ -156,4 +175,4 @@ VOKEN_LM = Architecture(
     converters=(VOKEN_LM_CONVERTER,),
 )
 
-__all__ = ["VOKENIZER", "VOKEN_LM", "voken_lm_results_table"]
+__all__ = ["VOKENIZER", "VOKEN_LM", "voken_lm_results_table", "vokenizer_results_table"]
