@@ -10,8 +10,8 @@
 4. For each seed, a small BERT is pre-trained on that corpus twice with the same steps, seed and masking
    (`hf-mmdl train voken_lm`): with voken classification + MLM, and with MLM alone (`--mlm_only`).
 5. Both are fine-tuned (`BertForSequenceClassification`, voken head dropped) with the same seed on two text tasks:
-   scene colour agreement (built-in; the answer lies in the colour words: do both shapes share a colour?) and
-   movie-review polarity (200 real English sentences shipped with gensim).
+   scene first colour (built-in two-shape descriptions; the answer is the colour word of the shape named first, 6
+   classes) and movie-review polarity (200 real English sentences shipped with gensim).
 
     OMP_NUM_THREADS=1 python examples/run_vokenization.py --output_dir outputs/vokenization
     python examples/run_vokenization.py --seeds 0 1 2 3 4 --lm_steps 600 --output_dir outputs/vokenization-long
@@ -34,7 +34,7 @@ from pathlib import Path
 import datasets
 
 from hf_mmdl.data.scenes import describe_scene, sample_objects
-from hf_mmdl.data.sentences import load_movie_review_polarity, load_news_sentences, load_scene_colour_agreement
+from hf_mmdl.data.sentences import load_movie_review_polarity, load_news_sentences, load_scene_first_colour
 from hf_mmdl.processing import train_bert_wordpiece
 from hf_mmdl.training.voken_lm import VOKEN_LM_RECIPE, finetune_sequence_classification
 from hf_mmdl.training.vokenizer import VOKENIZER_RECIPE
@@ -43,9 +43,9 @@ from hf_mmdl.vokenization import Vokenizer
 logger = logging.getLogger("run_vokenization")
 
 VARIANTS = {"voken + MLM": False, "MLM only": True}  # name → --mlm_only
-TASKS = {
-    "scene colour agreement": "built-in two-shape descriptions: do both shapes have the same colour? (chance 50%)",
-    "movie-review polarity": "gensim's 200 Pang & Lee sentences, negative or positive (chance 50%)",
+TASKS = {  # name → (description, chance accuracy)
+    "scene first colour": ("built-in two-shape descriptions: the colour of the shape named first", 1 / 6),
+    "movie-review polarity": ("gensim's 200 Pang & Lee sentences, negative or positive (60 held out)", 1 / 2),
 }
 
 
@@ -53,18 +53,23 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output_dir", default="outputs/vokenization")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Pre-training and fine-tuning seeds.")
-    p.add_argument("--matcher_steps", type=int, default=400)
-    p.add_argument("--num_train_images", type=int, default=2000, help="Matcher training scenes (5 captions each).")
+    p.add_argument("--matcher_steps", type=int, default=300)
+    p.add_argument("--num_train_images", type=int, default=1500, help="Matcher training scenes (5 captions each).")
     p.add_argument("--num_key_images", type=int, default=500, help="Held-out scenes whose images are the vokens.")
     p.add_argument("--corpus_scenes", type=int, default=600, help="Scenes whose 5 captions join the LM corpus.")
     p.add_argument("--corpus_news", type=int, default=None, help="News sentences in the corpus (default: all).")
     p.add_argument("--vocab_size", type=int, default=4000)
     p.add_argument("--lm_size", default="small", help="Voken-LM size preset (hf-mmdl train voken_lm --help).")
-    p.add_argument("--lm_steps", type=int, default=300)
-    p.add_argument("--max_seq_length", type=int, default=64)
-    p.add_argument("--finetune_epochs", type=float, default=8)
-    p.add_argument("--finetune_learning_rate", type=float, default=2e-4)
-    p.add_argument("--colour_train", type=int, default=400, help="Training rows of scene colour agreement.")
+    p.add_argument("--lm_steps", type=int, default=200)
+    p.add_argument("--lm_learning_rate", type=float, default=1e-3, help=(
+        "Peak rate of pre-training; the recipe's 2e-4 (the paper's) left this small model at the unigram baseline "
+        "after 200 steps (held-out MLM accuracy 6.6%, as the unigram's), 1e-3 reached 7.9% and voken accuracy 23% "
+        "(most frequent voken: 10%)."))
+    p.add_argument("--max_seq_length", type=int, default=48)
+    p.add_argument("--finetune_epochs", type=float, default=3, help="As the paper's GLUE runs.")
+    p.add_argument("--finetune_learning_rate", type=float, default=1e-3, help=(
+        "After pre-training at 2e-4, fine-tuning at 2e-4 (5 epochs, seed 0) stayed at chance on both tasks."))
+    p.add_argument("--colour_train", type=int, default=400, help="Training rows of scene first colour.")
     p.add_argument("--colour_test", type=int, default=300)
     p.add_argument("--quick", action="store_true", help="Tiny models and data: the whole pipeline in about a minute.")
     return p
@@ -93,7 +98,7 @@ def build_corpus(num_scenes: int, num_news: int | None, seed: int = 1) -> datase
 
 
 def downstream_tasks(args) -> dict[str, datasets.DatasetDict]:
-    return {"scene colour agreement": load_scene_colour_agreement(args.colour_train, args.colour_test),
+    return {"scene first colour": load_scene_first_colour(args.colour_train, args.colour_test),
             "movie-review polarity": load_movie_review_polarity()}
 
 
@@ -109,7 +114,8 @@ def results_markdown(results: dict) -> str:
         voken = row.get("voken_accuracy")
         cells.append(f"{voken['mean']:.1%} ± {voken['sd']:.1%}" if voken else "–")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    lines += ["", "Tasks: " + "; ".join(f"{name}: {text}" for name, text in TASKS.items()) + ".",
+    lines += ["", "Tasks: " + "; ".join(f"{name}: {text} (chance {chance:.1%})" for name, (text, chance)
+                                        in TASKS.items()) + ".",
               f"Corpus: {results['corpus']['rows']} sentences ({results['corpus']['captions']} scene captions, "
               f"{results['corpus']['news']} news sentences), {results['corpus']['tokens']} tokens, vokens from "
               f"{results['voken_size']} held-out scene images; {results['lm_steps']} pre-training steps. "
@@ -133,7 +139,9 @@ def plot(results: dict, path: Path) -> Path:
                  label=variant)
         for x, task in zip(xs, tasks):
             axis.scatter([x] * len(rows[task]["values"]), rows[task]["values"], color="black", s=8, zorder=3)
-    axis.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    for t, task in enumerate(tasks):
+        axis.hlines(TASKS[task][1], t - 0.45, t + 0.45, color="grey", linestyle="--", linewidth=1,
+                    label="chance" if t == 0 else None)
     axis.set_xticks(range(len(tasks)), tasks)
     axis.set_ylabel("test accuracy")
     axis.set_ylim(0, 1)
@@ -183,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
             lm = VOKEN_LM_RECIPE.run_from_dict(dict(
                 output_dir=str(folder), dataset_name=str(out / "corpus"), tokenizer_name=str(out / "matcher"),
                 voken_size=vokenizer.num_images, model_size=args.lm_size, mlm_only=mlm_only,
-                max_seq_length=args.max_seq_length, max_steps=args.lm_steps, seed=seed, **quiet))
+                max_seq_length=args.max_seq_length, max_steps=args.lm_steps, learning_rate=args.lm_learning_rate,
+                seed=seed, **quiet))
             run = {"variant": variant, "seed": seed, "lm": {k: lm[k] for k in ("validation", "unigram_baseline",
                                                                                "train_runtime_s", "train_loss_last")}}
             for task, data in tasks.items():

@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from hf_mmdl.data.scenes import COLOURS
-from hf_mmdl.data.sentences import load_movie_review_polarity, load_news_sentences, load_scene_colour_agreement
+from hf_mmdl.data.sentences import load_movie_review_polarity, load_news_sentences, load_scene_first_colour
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_vokenization.py"
 spec = importlib.util.spec_from_file_location("run_vokenization", SCRIPT)
@@ -32,7 +32,7 @@ def test_every_variant_task_and_seed_is_measured_and_written(quick_run):
     results, out = quick_run
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     assert list(results["variants"]) == ["voken + MLM", "MLM only"]
-    assert results["tasks"] == ["scene colour agreement", "movie-review polarity"]
+    assert results["tasks"] == ["scene first colour", "movie-review polarity"]
     assert [(r["variant"], r["seed"]) for r in results["runs"]] == [
         ("voken + MLM", 0), ("MLM only", 0), ("voken + MLM", 1), ("MLM only", 1)]
     for variant, row in results["variants"].items():
@@ -67,16 +67,17 @@ def test_one_seed_is_refused_for_want_of_a_spread(tmp_path):
         run_vokenization.main(["--quick", "--seeds", "0", "--output_dir", str(tmp_path)])
 
 
-def test_scene_colour_agreement_labels_follow_the_colour_words():
-    data = load_scene_colour_agreement(num_train=40, num_test=20, seed=3)
-    assert load_scene_colour_agreement(num_train=40, num_test=20, seed=3)["train"]["text"] == data["train"]["text"]
+def test_scene_first_colour_labels_are_the_first_colour_word():
+    data = load_scene_first_colour(num_train=200, num_test=20, seed=3)
+    assert load_scene_first_colour(num_train=200, num_test=20, seed=3)["train"]["text"] == data["train"]["text"]
     for split in ("train", "test"):
-        labels = data[split]["label"]
-        assert sum(labels) == len(labels) // 2
-        for text, label in zip(data[split]["text"], labels):
+        for text, label in zip(data[split]["text"], data[split]["label"]):
             colours = [word for word in text.split() if word in COLOURS]
-            assert len(colours) == 2 and label == int(colours[0] == colours[1])
-    assert not set(data["train"]["text"]) >= set(data["test"]["text"])
+            assert len(colours) == 2 and label == list(COLOURS).index(colours[0])
+    assert set(data["train"]["label"]) == set(range(len(COLOURS)))
+    # The second colour is drawn on its own: knowing which colours occur does not give the label.
+    assert sum(text.split().count(list(COLOURS)[label]) == 1 for text, label in
+               zip(data["train"]["text"], data["train"]["label"])) > 150
 
 
 def test_the_real_english_sources_are_balanced_and_disjoint():

@@ -5,8 +5,9 @@ task whose answer lies in visually grounded words.
   sentence polarity data) shipped in gensim's test data (`pip install gensim`, the `data` extra).
 - `load_news_sentences`: the sentences of the 300 Australian news articles of the Lee corpus (Lee, Pincombe & Welsh
   2005), also in gensim's test data: real English prose for pre-training.
-- `load_scene_colour_agreement`: two-shape scene descriptions ("a small red circle to the left of a large blue
-  square") labelled 1 when both shapes have the same colour: the answer depends on the colour words only.
+- `load_scene_first_colour`: two-shape scene descriptions ("a small red circle to the left of a large blue square",
+  "a red circle and a blue square", ...) labelled with the colour of the shape named first (6 classes): the answer
+  lies in a visually grounded word and in which of the two colour words comes first.
 """
 
 import importlib.util
@@ -60,27 +61,34 @@ def load_news_sentences(min_words: int = 4) -> list[str]:
     return [s for s in sentences if len(s.split()) >= min_words]
 
 
-def _two_shape_caption(rng: random.Random, same_colour: bool) -> str:
-    colours = list(COLOURS)
-    first = rng.choice(colours)
-    second = first if same_colour else rng.choice([c for c in colours if c != first])
-    left = SceneObject(rng.choice(SHAPES), first, rng.choice(list(SIZES)), (0, 0, 10, 10))
-    right = SceneObject(rng.choice(SHAPES), second, rng.choice(list(SIZES)), (20, 0, 30, 10))
-    a, b = (left, right) if rng.random() < 0.5 else (right, left)
-    return f"a {a.phrase} {relation(a, b)} a {b.phrase}"
+def _two_shape_caption(rng: random.Random) -> tuple[str, str]:
+    """A description of two shapes in one of the scenes' caption templates, and the first-named shape's colour."""
+    a, b = (SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)), box)
+            for box in ((0, 0, 10, 10), (20, 0, 30, 10)))
+    if rng.random() < 0.5:
+        a, b = b, a
+    template = rng.randrange(3)
+    if template == 0:
+        text = f"a {a.phrase} {relation(a, b)} a {b.phrase}"
+    elif template == 1:
+        text = f"a {a.colour} {a.shape} and a {b.colour} {b.shape}"
+    else:
+        text = f"two shapes a {a.phrase} and a {b.phrase}"
+    return text, a.colour
 
 
-def load_scene_colour_agreement(num_train: int = 400, num_test: int = 300, seed: int = 0) -> datasets.DatasetDict:
-    """Two-shape scene descriptions in the scenes' caption wording (`text`), `label` 1 when both shapes have the
-    same colour, 0 otherwise; balanced, a seeded draw (train and test drawn apart)."""
+def load_scene_first_colour(num_train: int = 400, num_test: int = 300, seed: int = 0) -> datasets.DatasetDict:
+    """Two-shape scene descriptions in the scenes' caption wording (`text`) with `label` = the index in
+    `scenes.COLOURS` of the colour of the shape named first (6 classes; chance 1/6); a seeded draw, train and test
+    drawn apart. The second shape's colour is drawn independently, so a bag of colour words does not suffice."""
+    names = list(COLOURS)
     splits = {}
     for split, count in (("train", num_train), ("test", num_test)):
-        rng = random.Random(f"colour-agreement-{seed}-{split}")
-        labels = [i % 2 for i in range(count)]
-        rng.shuffle(labels)
-        splits[split] = datasets.Dataset.from_dict({"text": [_two_shape_caption(rng, bool(y)) for y in labels],
-                                                    "label": labels})
+        rng = random.Random(f"first-colour-{seed}-{split}")
+        rows = [_two_shape_caption(rng) for _ in range(count)]
+        splits[split] = datasets.Dataset.from_dict({"text": [text for text, _ in rows],
+                                                    "label": [names.index(colour) for _, colour in rows]})
     return datasets.DatasetDict(splits)
 
 
-__all__ = ["gensim_test_data", "load_movie_review_polarity", "load_news_sentences", "load_scene_colour_agreement"]
+__all__ = ["gensim_test_data", "load_movie_review_polarity", "load_news_sentences", "load_scene_first_colour"]

@@ -326,13 +326,14 @@ class VokenizerRecipe(Recipe):
         sentence = test[row]["captions"][0]
         vokenized = args.vokenizer.vokenize([sentence])[0]
         key_images = data["validation"]
-        images, labels = [test[row]["image"]], [[("caption", sentence)]]
+        images, labels = [test[row]["image"]], [[("scene", sentence)]]
         for token, voken, score in zip(vokenized.tokens, vokenized.vokens, vokenized.scores):
             if voken >= 0:
                 images.append(key_images[int(voken)]["image"])
-                labels.append([(token, f"{token}"), ("score", f"r = {score:.2f}")])
-        return [captioned_image_grid(images, labels, out / "vokens.png", columns=min(8, len(images)), tile=96,
-                                     title="Vokenizer: each token's retrieved image (voken), in context")]
+                labels.append([(token, f"r = {score:.2f}")])
+        return [captioned_image_grid(images, labels, out / "vokens.png", columns=min(8, len(images)), tile=128,
+                                     title=f"Vokenizer: each token's retrieved image (voken) among {len(key_images)} "
+                                           "held-out scenes, in context")]
 
     results_table = staticmethod(vokenizer_results_table)
 
