@@ -47,6 +47,7 @@ def test_every_variant_task_and_seed_is_measured_and_written(quick_run):
     for variant in results["variants"]:
         assert re.search(rf"\| {re.escape(variant)} \| \d+\.\d% ± \d+\.\d% \|", table)
     assert "| visually grounded" in table and "token alone" in table
+    assert "| chance; unigram / most frequent voken | 16.7% | 50.0% |" in table
     assert (out / "downstream.png").stat().st_size > 1000 and (out / "matcher" / "vokens.png").is_file()
 
 
