@@ -64,6 +64,17 @@ def test_the_card_and_table_show_recall_in_context_alone_and_at_chance(tiny_run)
     assert ARCHITECTURES["vokenizer"].load_recipe() is VOKENIZER_RECIPE
 
 
+def test_the_saved_folders_model_card_reports_the_runs_recall_and_data(tiny_run):
+    from hf_mmdl.hub import model_card
+
+    results, out = tiny_run
+    text = str(model_card(out, "someone/vokenizer-scenes"))
+    assert "Vokenization: Improving Language Understanding" in text and "tan2020vokenization" in text
+    assert f"| {results['recall']['grounded']['contextual']['R@5']:.1%} |" in text
+    assert "token alone (non-contextual)" in text and "built-in procedurally generated scenes" in text
+    assert 'Vokenizer.from_pretrained("someone/vokenizer-scenes")' in text
+
+
 def test_grounded_words_are_the_scene_attributes_or_the_rarer_caption_words():
     assert set(COLOURS) | set(SHAPES) | {"crosses", "small"} <= SCENE_GROUNDED_WORDS
     assert not {"a", "the", "of", "shapes", "there"} & grounded_words("scenes", [])
