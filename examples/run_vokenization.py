@@ -50,7 +50,8 @@ TASKS = {  # name → (description, chance accuracy)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output_dir", default="outputs/vokenization")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Pre-training and fine-tuning seeds.")
     p.add_argument("--matcher_steps", type=int, default=300)
@@ -115,8 +116,9 @@ def results_markdown(results: dict) -> str:
         cells.append(f"{voken['mean']:.1%} ± {voken['sd']:.1%}" if voken else "–")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     unigram = results["runs"][0]["lm"]["unigram_baseline"]  # the same training corpus for every run
-    lines.append("| chance; unigram / most frequent voken | " + " | ".join(f"{TASKS[t][1]:.1%}" for t in results["tasks"])
-                 + f" | {unigram['mlm_accuracy']:.1%} | {unigram['voken_accuracy']:.1%} |")
+    chance = " | ".join(f"{TASKS[t][1]:.1%}" for t in results["tasks"])
+    lines.append(f"| chance; unigram / most frequent voken | {chance} | {unigram['mlm_accuracy']:.1%} | "
+                 f"{unigram['voken_accuracy']:.1%} |")
     lines += ["", "Tasks: " + "; ".join(f"{name}: {text} (chance {chance:.1%})" for name, (text, chance)
                                         in TASKS.items()) + ".",
               f"Corpus: {results['corpus']['rows']} sentences ({results['corpus']['captions']} scene captions, "
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
             row["voken_accuracy"] = mean_sd([r["lm"]["validation"]["voken_accuracy"] for r in mine])
         variants[variant] = row
     results = {
-        "seeds": args.seeds, "tasks": list(tasks), "task_sizes": {t: {s: len(d[s]) for s in d} for t, d in tasks.items()},
+        "seeds": args.seeds, "tasks": list(tasks),
+        "task_sizes": {t: {s: len(d[s]) for s in d} for t, d in tasks.items()},
         "matcher": matcher, "voken_size": vokenizer.num_images, "lm_size": args.lm_size, "lm_steps": args.lm_steps,
         "corpus": {"rows": len(corpus), "captions": corpus["source"].count("caption"),
                    "news": corpus["source"].count("news"), "tokens": int(tokens)},

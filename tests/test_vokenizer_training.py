@@ -35,7 +35,8 @@ def test_a_tiny_matcher_grounds_tokens_beyond_chance_and_beyond_tokens_alone(tin
     results, _ = tiny_run
     grounded = results["recall"]["grounded"]
     assert grounded["tokens"] > 50 and results["recall"]["images"] == 40
-    assert grounded["chance"] == {"R@1": 1 / 40, "R@5": 5 / 40, "concept@1": pytest.approx(grounded["chance"]["concept@1"])}
+    assert (grounded["chance"]["R@1"], grounded["chance"]["R@5"]) == (1 / 40, 5 / 40)
+    assert 0 < grounded["chance"]["concept@1"] < 1
     contextual, alone = grounded["contextual"], grounded["non_contextual"]
     # Measured at seeds 0/1/2: R@5 0.52/0.63/0.44 in context, 0.27/0.35/0.29 alone, chance 0.125.
     assert contextual["R@5"] >= 2.5 * grounded["chance"]["R@5"]
@@ -85,7 +86,8 @@ def test_grounded_words_are_the_scene_attributes_or_the_rarer_caption_words():
 
 def test_grounded_positions_cover_every_word_piece_of_a_grounded_word():
     tokenizer = train_bert_wordpiece(["a red circle", "a blue square", "two circles"] * 5, vocab_size=60)
-    encoding, positions = grounded_positions(tokenizer, ["a bluered circle", "a blue square"], {"bluered", "square"}, 20)
+    texts = ["a bluered circle", "a blue square"]
+    encoding, positions = grounded_positions(tokenizer, texts, {"bluered", "square"}, 20)
     pieces = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
     assert len(positions[0]) > 1  # "bluered" is cut into several pieces, each one grounded
     assert "".join(pieces[p].removeprefix("##") for p in positions[0]) == "bluered"

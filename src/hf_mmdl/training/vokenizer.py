@@ -10,7 +10,9 @@ Proof of learning, measured in the same run on held-out images and captions: tok
 *visually grounded* token of a held-out caption (a word piece of a word naming what the image shows: the scenes'
 colours, shapes and sizes, which their generator draws; for other data sets the content words, see
 [`grounded_words`]), the held-out images are ranked by relevance r(w_i, x; s) = ⟨f(w_i; s), g(x)⟩ and recall@k is
-the share of tokens whose own image is among the k best; chance is k / N for N images. The **non-contextual
+the share of tokens whose own image is among the k best; chance is k / N for N images. On the scenes also
+concept@1: the share of grounded tokens whose best image shows what their word names (an object of that colour,
+shape or size), against the share of images that do. The **non-contextual
 baseline** is the same trained matcher with each token embedded alone (`[CLS] token [SEP]`): what a matcher
 without the sentence around the token retrieves. The run saves a [`Vokenizer`] folder (model, processor, the
 image keys of a held-out key set and their faiss index) that `Vokenizer.from_pretrained` loads, and `vokens.png`:
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 import datasets
 import torch
-from transformers import AutoTokenizer, BertConfig, ResNetConfig, Trainer
+from transformers import AutoTokenizer, BertConfig, ResNetConfig
 from transformers.trainer_utils import SchedulerType
 
 from ..architectures.vokenizer import vokenizer_results_table
@@ -60,7 +62,8 @@ class VokenizerModelArguments:
     tokenizer_name: str | None = field(default=None, metadata={
         "help": "A fast BERT tokenizer (folder or Hub id) for a fresh matcher; default: a WordPiece vocabulary of "
                 "--vocab_size trained on the training captions."})
-    vocab_size: int = field(default=2000, metadata={"help": "Size of the WordPiece trained when no tokenizer is given."})
+    vocab_size: int = field(default=2000, metadata={
+        "help": "Size of the WordPiece trained when no tokenizer is given."})
     margin: float = field(default=0.5, metadata={"help": "M of the hinge loss (the released matcher: 0.5)."})
     loss_type: str = field(default="paired", metadata={
         "help": "'paired' (the released code's negatives: the other half of the batch) or 'batchwise'."})
@@ -280,7 +283,8 @@ class VokenizerRecipe(Recipe):
                 tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name)
             else:
                 captions = [c for captions in data["train"]["captions"] for c in captions]
-                tokenizer = train_bert_wordpiece(captions, vocab_size=m.vocab_size, model_max_length=d.max_caption_length)
+                tokenizer = train_bert_wordpiece(captions, vocab_size=m.vocab_size,
+                                                 model_max_length=d.max_caption_length)
             processor = VokenizerProcessor(VokenizerImageProcessor.for_size(d.image_size), tokenizer)
             model = VokenizerModel(fresh_config(m.model_size, tokenizer, args))
         if args.training.per_device_train_batch_size % 2 and model.config.loss_type == "paired":
