@@ -44,10 +44,11 @@ def test_a_tiny_matcher_grounds_tokens_beyond_chance_and_beyond_tokens_alone(tin
     assert contextual["concept@1"] > grounded["chance"]["concept@1"] + 0.15
 
 
-def test_the_run_saves_a_loadable_vokenizer_its_results_and_the_voken_figure(tiny_run):
+def test_the_run_saves_a_loadable_vokenizer_with_thumbnails_its_results_and_the_voken_figure(tiny_run):
     results, out = tiny_run
     vokenizer = Vokenizer.from_pretrained(out)
     assert vokenizer.num_images == results["key_images"] == 10
+    assert vokenizer.thumbnails.shape == (10, 32, 32, 3)  # the demo shows each token's voken image
     sentence = vokenizer.vokenize(["a small red circle"])[0]
     assert sentence.vokens[0] == sentence.vokens[-1] == -100 and (sentence.vokens[1:-1] >= 0).all()
     saved = json.loads((out / "results.json").read_text())

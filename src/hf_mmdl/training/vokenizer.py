@@ -315,10 +315,11 @@ class VokenizerRecipe(Recipe):
                 "grounded_words": sorted(args.grounded)[:50], "recall": recall}
 
     def save(self, args, trainer, model, processor, out):
-        """The Vokenizer folder: the matcher, its processor and the key store of the validation images."""
+        """The Vokenizer folder: the matcher, its processor and the key store of the validation images, with 32-pixel
+        thumbnails so the demo can show each token's voken."""
         data = args.splits
         keys = data["validation"]
-        vokenizer = Vokenizer.build(model, processor, keys, show_progress=False,
+        vokenizer = Vokenizer.build(model, processor, keys, show_progress=False, thumbnail_size=32,
                                     id_column="image_id" if "image_id" in keys.column_names else None)
         vokenizer.save_pretrained(out)
         args.vokenizer = vokenizer
