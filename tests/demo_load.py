@@ -50,6 +50,17 @@ def assert_all_identical_images(paths: list) -> None:
         np.testing.assert_array_equal(pixels(path), first)
 
 
+def assert_space_folder_is_ready(space, model_variable: str, extras=("demo",)) -> None:
+    """A Space folder uploads as is: Gradio front matter naming app.py, the requirements of
+    `space_requirements_match_the_package`, and an app that builds the package's demo on the model named by the
+    environment variable `model_variable`."""
+    front_matter = (space / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
+    space_requirements_match_the_package(space, extras)
+    app = (space / "app.py").read_text()
+    assert "build_demo" in app and model_variable in app
+
+
 def space_requirements_match_the_package(space, extras=("demo",)) -> None:
     """A Space's requirements.txt installs exactly what the package needs to run its demo, the install requirements
     and `extras` in order (hf_mmdl is on no package index: the Space ships the package itself, see its README), and

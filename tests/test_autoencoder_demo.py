@@ -23,7 +23,7 @@ from hf_mmdl.demos.autoencoders import GAP, TILE, TOKEN_GRID_SIDE, build_demo
 
 from browser import headless_chromium, requires_chromium
 from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback,
-                       space_requirements_match_the_package)
+                       assert_space_folder_is_ready)
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "autoencoders"
 SIDE = 16  # the tiny models' image side
@@ -90,11 +90,7 @@ def image_size(path) -> tuple[int, int]:
 
 
 def test_space_folder_is_ready_to_upload():
-    front_matter = (SPACE / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    space_requirements_match_the_package(SPACE)
-    app = (SPACE / "app.py").read_text()
-    assert "build_demo" in app and "AUTOENCODER_MODEL" in app
+    assert_space_folder_is_ready(SPACE, "AUTOENCODER_MODEL")
 
 
 def test_demo_refuses_a_model_that_is_not_an_autoencoder(tmp_path):

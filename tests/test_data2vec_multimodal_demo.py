@@ -21,7 +21,7 @@ from hf_mmdl.demos.data2vec_multimodal import (
 
 from browser import headless_chromium, requires_chromium
 from demo_load import (CONCURRENT_REQUESTS, assert_all_identical_images, concurrent_results, launch_on_loopback,
-                       pixels, space_requirements_match_the_package)
+                       pixels, assert_space_folder_is_ready)
 from test_data2vec_multimodal_pipeline import IMAGE_SIZE, save_tiny_model
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "data2vec_multimodal"
@@ -90,12 +90,8 @@ def assert_shows(results, search, query: torch.Tensor):
 
 
 def test_space_folder_is_ready_to_upload():
-    front_matter = (SPACE / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
     # The gallery's spoken captions need espeak-ng and scipy: the `data` extra.
-    space_requirements_match_the_package(SPACE, extras=("demo", "data"))
-    app = (SPACE / "app.py").read_text()
-    assert "build_demo" in app and "DATA2VEC_MODEL" in app
+    assert_space_folder_is_ready(SPACE, "DATA2VEC_MODEL", extras=("demo", "data"))
 
 
 def test_demo_refuses_a_model_that_is_not_data2vec_multimodal(tmp_path):

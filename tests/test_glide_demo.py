@@ -16,7 +16,7 @@ from hf_mmdl.pipelines import GlideInpaintPipeline, GlidePipeline
 
 from browser import headless_chromium, requires_chromium
 from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback,
-                       space_requirements_match_the_package)
+                       assert_space_folder_is_ready)
 from test_glide_pipeline import variant_pipeline
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "glide"
@@ -100,11 +100,7 @@ def edit(client, image_editor, prompt="a blue square", seed=0, guidance=5.0, ste
 
 
 def test_space_folder_is_ready_to_upload():
-    front_matter = (SPACE / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    space_requirements_match_the_package(SPACE)
-    app = (SPACE / "app.py").read_text()
-    assert "build_demo" in app and "GLIDE_MODEL" in app
+    assert_space_folder_is_ready(SPACE, "GLIDE_MODEL")
 
 
 def test_demo_refuses_a_folder_that_is_not_a_glide_pipeline(tmp_path, glide_folder):

@@ -14,7 +14,7 @@ from hf_mmdl.modeling.configuration_m2 import m2_config_for
 
 from browser import headless_chromium, requires_chromium
 from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback,
-                       space_requirements_match_the_package)
+                       assert_space_folder_is_ready)
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "m2"
 
@@ -32,10 +32,7 @@ def running_demo(captioner_folder):
 
 
 def test_space_folder_is_ready_to_upload():
-    front_matter = (SPACE / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    space_requirements_match_the_package(SPACE)
-    assert "build_demo" in (SPACE / "app.py").read_text()
+    assert_space_folder_is_ready(SPACE, "M2_MODEL")
 
 
 def test_demo_captions_an_uploaded_image_with_the_chosen_beam_size(running_demo, tmp_path):

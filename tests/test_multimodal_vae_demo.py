@@ -17,7 +17,7 @@ from hf_mmdl.demos.multimodal_vae import MultimodalVAEDemo, build_demo
 from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
 
 from demo_load import (concurrent_results, launch_on_loopback, pixels,
-                       space_requirements_match_the_package)
+                       assert_space_folder_is_ready)
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "multimodal_vae"
 SIDE = 16
@@ -88,5 +88,5 @@ def test_concurrent_requests_all_come_back_intact(client, scene):
     assert all((pixels(path) == first).all() for path in paths)
 
 
-def test_the_space_folder_runs_this_demo():
-    space_requirements_match_the_package(SPACE)
+def test_space_folder_is_ready_to_upload():
+    assert_space_folder_is_ready(SPACE, "MULTIMODAL_VAE_MODEL")

@@ -18,7 +18,7 @@ from hf_mmdl.vokenization import INDEX_FILE, Vokenizer
 
 from browser import headless_chromium, requires_chromium
 from demo_load import (assert_all_identical_images, concurrent_results, launch_on_loopback, pixels,
-                       space_requirements_match_the_package)
+                       assert_space_folder_is_ready)
 from test_vokenizer_modeling import tiny_config, tiny_text_config
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "vokenizer"
@@ -53,10 +53,7 @@ def running_demo(folder):
 
 
 def test_space_folder_is_ready_to_upload():
-    front_matter = (SPACE / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
-    space_requirements_match_the_package(SPACE)
-    assert "build_demo" in (SPACE / "app.py").read_text()
+    assert_space_folder_is_ready(SPACE, "VOKENIZER_MODEL")
 
 
 def test_every_token_gets_its_voken_image_and_score(running_demo, folder):
