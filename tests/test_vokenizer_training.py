@@ -3,9 +3,13 @@ on built-in scenes in seconds (held-out recall of grounded tokens above chance a
 each token alone), the saved folder is a loadable Vokenizer, and the measures are those defined in the recipe."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hf_mmdl.architectures import ARCHITECTURES
 from hf_mmdl.architectures.vokenizer import vokenizer_metrics_section
@@ -16,6 +20,7 @@ from hf_mmdl.training.vokenizer import (
     SCENE_GROUNDED_WORDS, VOKENIZER_RECIPE, grounded_positions, grounded_words, token_image_recall,
 )
 from hf_mmdl.vokenization import Vokenizer
+from interruption import kill_once_written
 from test_vokenizer_modeling import tiny_config
 
 # Single-shape scenes at 32 px, a 2-layer 32-wide BERT and a 2-stage ResNet: about 12 s of training on one core.
@@ -130,3 +135,57 @@ def test_the_recipe_refuses_settings_it_cannot_run(flags, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         VOKENIZER_RECIPE.run_from_dict(TINY_RUN | {"output_dir": str(tmp_path), "num_train_images": 4,
                                                    "max_steps": 1} | flags)
+
+
+def tiny_command(folder, *extra, launcher=(sys.executable, "-m")):
+    """`hf-mmdl train vokenizer` on the tiny settings, as a user would start it (through a launcher)."""
+    flags = [f"--{name}={value}" for name, value in TINY_RUN.items() if name not in ("max_steps", "logging_steps")]
+    return [*launcher, "hf_mmdl.cli", "train", "vokenizer", *flags, "--use_cpu", "--output_dir", str(folder), *extra]
+
+
+def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_weights(tiny_run, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Both runs start from one vocabulary (a WordPiece retrained in another process may tie-break differently);
+    # the resumed run is given none: it must take its checkpoint's.
+    vocabulary = ["--tokenizer_name", str(tiny_run[1])]
+
+    def command(folder, *extra):
+        return tiny_command(folder, "--max_steps", "8", "--save_steps", "3", "--save_total_limit", "3", *extra)
+
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    subprocess.run(command(uninterrupted, *vocabulary), check=True, capture_output=True, env=env)
+    kill_once_written(command(interrupted, *vocabulary), interrupted / "checkpoint-3" / "trainer_state.json")
+    subprocess.run(command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True, env=env)
+    assert (VokenizerProcessor.from_pretrained(interrupted).tokenizer.get_vocab()
+            == VokenizerProcessor.from_pretrained(tiny_run[1]).tokenizer.get_vocab())
+    full, resumed = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert full.keys() == resumed.keys() and "visn_model.mlp.3.weight" in full
+    for name in full:
+        torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(tmp_path):
+    """The matcher under Accelerate on CPU: `--bf16` autocast, and two processes (torchrun, gloo), each holding the
+    even half-batch the paired hinge loss needs for its negatives."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+
+    def train(folder, *extra, launcher=(sys.executable, "-m")):
+        run = subprocess.run(tiny_command(folder, "--max_steps", "4", "--save_strategy", "no", "--logging_steps", "1",
+                                          *extra, launcher=launcher), capture_output=True, env=env, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads((folder / "results.json").read_text()), run
+
+    bf16, _ = train(tmp_path / "bf16", "--bf16")
+    fp32, _ = train(tmp_path / "fp32")
+    assert torch.isfinite(torch.tensor([bf16["train_loss_first"], bf16["train_loss_last"]])).all()
+    # bf16 autocast must have run (another loss) and stay close to float32 (bf16 keeps 8 mantissa bits, eps 3.9e-3).
+    assert bf16["train_loss_last"] != fp32["train_loss_last"]
+    assert abs(bf16["train_loss_last"] - fp32["train_loss_last"]) < 5e-2 * abs(fp32["train_loss_last"])
+
+    two, run = train(tmp_path / "two", "--per_device_train_batch_size", "16",
+                     launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", "29563", "-m"))
+    assert torch.isfinite(torch.tensor([two["train_loss_first"], two["train_loss_last"]])).all()
+    # 2 processes × 16 rows per step see as many rows as one process × 32: the same share of an epoch.
+    assert two["train_epochs"] == pytest.approx(fp32["train_epochs"]), run.stderr[-2000:]
+    assert Vokenizer.from_pretrained(tmp_path / "two").num_images == 10

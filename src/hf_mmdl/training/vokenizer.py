@@ -36,6 +36,7 @@ from ..modeling import VokenizerConfig, VokenizerModel
 from ..processing import VokenizerImageProcessor, VokenizerProcessor, train_bert_wordpiece
 from ..visualization import captioned_image_grid
 from ..vokenization import Vokenizer
+from .common import resolve_checkpoint
 from .recipe import Recipe, RecipeTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -279,8 +280,12 @@ class VokenizerRecipe(Recipe):
         else:
             if m.model_size not in MODEL_SIZES:
                 raise ValueError(f"--model_size must be one of {tuple(MODEL_SIZES)}, got {m.model_size!r}.")
-            if m.tokenizer_name:
-                tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name)
+            # A resumed run continues with the vocabulary its checkpoint was trained on: `tokenizers`' WordPiece
+            # trainer breaks ties between equally frequent merges differently in each process, so retraining it
+            # could renumber the tokens under the restored embeddings.
+            checkpoint = resolve_checkpoint(args.training) if args.training.resume_from_checkpoint else None
+            if m.tokenizer_name or checkpoint:
+                tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or checkpoint)
             else:
                 captions = [c for captions in data["train"]["captions"] for c in captions]
                 tokenizer = train_bert_wordpiece(captions, vocab_size=m.vocab_size,
@@ -299,6 +304,11 @@ class VokenizerRecipe(Recipe):
 
     def collator(self, args, processor, data):
         return CaptionImageCollator(processor, args.data.max_caption_length)
+
+    def trainer(self, args, model, processor, data, checkpoint):
+        trainer = super().trainer(args, model, processor, data, checkpoint)
+        trainer.processing_class = processor  # every checkpoint keeps the run's tokenizer for resuming
+        return trainer
 
     def evaluate(self, args, trainer, model, processor, data):
         test = pair_rows(data["test"], one_caption=True)
