@@ -18,7 +18,8 @@ from hf_mmdl.data.attribute_scenes import chance_scores, load_attribute_scenes
 from hf_mmdl.hub import model_card
 from hf_mmdl.modeling.configuration_multimodal_vae import multimodal_vae_config_for
 from hf_mmdl.training.multimodal_vae import (
-    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, pick_edit_words, posterior_means, score_arithmetic,
+    MULTIMODAL_VAE_RECIPE, colour_vectors, image_only_config, parse_edits, pick_edit_words, posterior_means,
+    score_arithmetic,
 )
 
 from interruption import kill_once_written
@@ -162,7 +163,7 @@ def test_a_users_dataset_with_spoken_captions_and_given_edits(user_dataset, tmp_
      r"longest training clip lasts .* at most 1 s: raise --max_audio_seconds"),
     (["--arithmetic_edits", "0-red-blue"], "ROW:WORD_A:WORD_B"),
     (["--arithmetic_edits", "0:red:giraffe"], r"\['giraffe'\] appear in no training caption"),
-    (["--arithmetic_edits", "99:red:blue"], "row 99 is outside the 24 scored test rows"),
+    (["--arithmetic_edits", "99:red:blue"], "row 99 is outside the 24 test rows"),
 ], ids=["missing image column", "missing text column", "missing audio column", "training clips too long", "edit format",
         "unknown word",
         "row out of range"])
@@ -228,6 +229,14 @@ def test_bf16_mixed_precision_and_two_process_data_parallel_on_cpu(tmp_path):
     # 2 processes × 4 rows × 4 steps = 32 of the 64 training rows: half an epoch (one process alone: a quarter).
     assert two["train_epochs"] == pytest.approx(0.5), run.stderr[-2000:]
     assert two["arithmetic"]["image_only"]["image"] is not None and "speech_to_image" in two
+
+
+def test_edit_rows_number_the_whole_test_split_and_a_row_left_unscored_is_refused():
+    scored = [True, False, True, True]  # test row 1 has a word no training caption holds
+    assert parse_edits(["2:red:blue", "0:small:large"], scored, {"red", "blue", "small", "large"}) == [
+        (1, "red", "blue"), (0, "small", "large")]  # test row 2 is the second scored row
+    with pytest.raises(ValueError, match="test row 1 is not scored"):
+        parse_edits(["1:red:blue"], scored, {"red", "blue"})
 
 
 def test_edit_words_are_picked_among_frequent_words_found_apart_never_among_words_of_most_captions():

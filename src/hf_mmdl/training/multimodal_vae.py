@@ -276,9 +276,12 @@ def pick_edit_words(captions: list[str]) -> tuple[str, str]:
     return pairs[0]
 
 
-def parse_edits(edits: list[str], test_captions: list[str], train_words: set[str]) -> list[tuple[int, str, str]]:
-    """`ROW:WORD_A:WORD_B` strings → (test row, word a, word b). Raises ValueError for another format, a row outside the
-    scored test rows, or a word no training caption holds (it has no vector)."""
+def parse_edits(edits: list[str], scored: list[bool], train_words: set[str]) -> list[tuple[int, str, str]]:
+    """`ROW:WORD_A:WORD_B` strings → (index among the scored test rows, word a, word b). ROW numbers the whole test
+    split; `scored[i]` says whether test row i is scored (its caption's words are all known, its clip fits). Raises
+    ValueError for another format, a row outside the test split or not scored, or a word no training caption holds
+    (it has no vector)."""
+    scored_index = {row: index for index, row in enumerate(i for i, keep in enumerate(scored) if keep)}
     parsed = []
     for item in edits:
         parts = item.split(":")
@@ -286,13 +289,17 @@ def parse_edits(edits: list[str], test_captions: list[str], train_words: set[str
             raise ValueError(f"--arithmetic_edits {item!r}: write each edit as ROW:WORD_A:WORD_B (a test row number, the "
                              "word to remove, the word to add), e.g. 0:red:blue.")
         row, minus, plus = int(parts[0]), parts[1].strip().lower(), parts[2].strip().lower()
-        if row >= len(test_captions):
-            raise ValueError(f"--arithmetic_edits {item!r}: row {row} is outside the {len(test_captions)} scored test rows.")
+        if row >= len(scored):
+            raise ValueError(f"--arithmetic_edits {item!r}: row {row} is outside the {len(scored)} test rows.")
+        if row not in scored_index:
+            raise ValueError(f"--arithmetic_edits {item!r}: test row {row} is not scored (its caption has a word no "
+                             "training caption holds, or its clip is longer than --max_audio_seconds): pick another "
+                             "row.")
         unknown = [word for word in (minus, plus) if word not in train_words]
         if unknown:
             raise ValueError(f"--arithmetic_edits {item!r}: {unknown} appear in no training caption, so they have no "
                              "vector; use words of the training captions.")
-        parsed.append((row, minus, plus))
+        parsed.append((scored_index[row], minus, plus))
     return parsed
 
 
@@ -412,7 +419,7 @@ class MultimodalVAERecipe(Recipe):
         args.given_edits = None
         if args.data.arithmetic_edits:
             train_words = {word for caption in set(data["train"]["text"]) for word in words_of(caption)}
-            args.given_edits = parse_edits(args.data.arithmetic_edits, list(args.scored_test["text"]), train_words)
+            args.given_edits = parse_edits(args.data.arithmetic_edits, known, train_words)
 
     def model_and_processor(self, args, data):
         if args.model.model_name_or_path:
