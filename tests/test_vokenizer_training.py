@@ -144,8 +144,7 @@ def tiny_command(folder, *extra, launcher=(sys.executable, "-m")):
 
 
 def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_weights(tiny_run, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    # Both runs start from one vocabulary (a WordPiece retrained in another process may tie-break differently);
+    # Every part runs in this process's environment (one thread count for all: float sums follow it). Both runs start from one vocabulary (a WordPiece retrained in another process may tie-break differently);
     # the resumed run is given none: it must take its checkpoint's.
     vocabulary = ["--tokenizer_name", str(tiny_run[1])]
 
@@ -153,9 +152,9 @@ def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_weights(ti
         return tiny_command(folder, "--max_steps", "8", "--save_steps", "3", "--save_total_limit", "3", *extra)
 
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
-    subprocess.run(command(uninterrupted, *vocabulary), check=True, capture_output=True, env=env)
+    subprocess.run(command(uninterrupted, *vocabulary), check=True, capture_output=True)
     kill_once_written(command(interrupted, *vocabulary), interrupted / "checkpoint-3" / "trainer_state.json")
-    subprocess.run(command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True, env=env)
+    subprocess.run(command(interrupted, "--resume_from_checkpoint", "last"), check=True, capture_output=True)
     assert (VokenizerProcessor.from_pretrained(interrupted).tokenizer.get_vocab()
             == VokenizerProcessor.from_pretrained(tiny_run[1]).tokenizer.get_vocab())
     full, resumed = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
