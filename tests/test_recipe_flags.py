@@ -131,3 +131,16 @@ def test_user_errors_print_one_line_and_exit_2_but_faults_keep_their_traceback(t
     monkeypatch.setattr(CAPTIONING_RECIPE, "main", broken)
     with pytest.raises(KeyError):
         main(["train", "m2"])
+
+
+def test_resuming_skips_a_checkpoint_the_run_stopped_writing(tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_mmdl.training.common import resolve_checkpoint
+
+    for step, complete in ((3, True), (6, False)):  # killed while saving checkpoint-6: no trainer_state.json yet
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    arguments = TrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint="last", use_cpu=True)
+    assert resolve_checkpoint(arguments) == str(tmp_path / "checkpoint-3")

@@ -2,16 +2,32 @@
 schedule callback, the weight moving average."""
 
 import logging
+import re
 from pathlib import Path
 
 import torch
 from diffusers.training_utils import EMAModel
 from transformers import TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..modeling.schedules import StepScheduled
 
 logger = logging.getLogger(__name__)
+
+
+def last_complete_checkpoint(output_dir) -> str | None:
+    """The newest checkpoint-* folder of `output_dir` that Trainer finished writing (it writes trainer_state.json
+    last), or None. A run killed while saving leaves a newer, partial folder: it is skipped with a warning rather than
+    resumed from (transformers' `get_last_checkpoint` would pick it)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(match.group(1)), path) for path in folder.iterdir()
+                   if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name)))
+    for _, path in reversed(steps):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        logger.warning("%s has no trainer_state.json (the run stopped while saving it): skipped.", path)
+    return None
 
 
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
@@ -21,7 +37,7 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     (FileNotFoundError otherwise)."""
     resume = training_args.resume_from_checkpoint
     if resume and resume.lower() in ("last", "true"):
-        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        resume = last_complete_checkpoint(training_args.output_dir)
         if resume is None:
             logger.warning("--resume_from_checkpoint %s: no checkpoint-* folder in %s yet, so training starts from "
                            "the beginning.", training_args.resume_from_checkpoint, training_args.output_dir)

@@ -19,7 +19,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import SchedulerType, get_last_checkpoint
+from transformers.trainer_utils import SchedulerType
 
 from ..architectures.glide import text_to_image_results_table
 from ..data import load_caption_dataset
@@ -39,7 +39,7 @@ from ..pipelines import GlideInpaintPipeline, GlidePipeline, glide_scheduler
 from ..processing import GlideProcessor, train_caption_tokenizer
 from ..processing.image_processing import to_rgb
 from ..visualization import image_grid
-from .common import EMACallback
+from .common import EMACallback, last_complete_checkpoint
 from .recipe import Recipe, RecipeTrainingArguments, training_summary
 
 logger = logging.getLogger(__name__)
@@ -204,9 +204,9 @@ def save_edit_grid(cases: list[EditCase], edits: dict[float, list[PIL.Image.Imag
 
 def resume_point(training_args: TrainingArguments) -> str | None:
     """The newest checkpoint of a later training stage when resuming was asked for; None if it has none yet."""
-    if not training_args.resume_from_checkpoint or not Path(training_args.output_dir).is_dir():
+    if not training_args.resume_from_checkpoint:
         return None
-    return get_last_checkpoint(training_args.output_dir)
+    return last_complete_checkpoint(training_args.output_dir)
 
 
 def train_glide(model: GlideModel, args: TextToImageArguments, training_args: TrainingArguments, train_dataset,
