@@ -199,7 +199,8 @@ def test_bad_training_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="prediction_type must be one of"):
         run_text_to_image(TextToImageArguments(model_size="tiny", prediction_type="x0", num_train_images=4),
                           TextToImageTrainingArguments(output_dir=str(tmp_path)))
-    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4").mkdir()  # a finished checkpoint (trainer_state.json) without the weight average
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="ema.pt is missing"):
         run_text_to_image(TextToImageArguments(model_size="tiny", image_size=16, num_train_images=4),
                           TextToImageTrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint="last"))
@@ -224,8 +225,9 @@ def test_the_inpainting_stage_resumes_from_its_own_newest_checkpoint(tmp_path):
     stage = tmp_path / "inpaint"
     resuming = TextToImageTrainingArguments(output_dir=str(stage), resume_from_checkpoint="last")
     assert resume_point(resuming) is None  # the stage has not started yet: it starts afresh
-    (stage / "checkpoint-200").mkdir(parents=True)
-    (stage / "checkpoint-400").mkdir()
+    for step in (200, 400):  # finished checkpoints: Trainer writes trainer_state.json last
+        (stage / f"checkpoint-{step}").mkdir(parents=True)
+        (stage / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert resume_point(resuming) == str(stage / "checkpoint-400")
     assert resume_point(TextToImageTrainingArguments(output_dir=str(stage))) is None
 

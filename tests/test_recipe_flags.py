@@ -84,8 +84,9 @@ def test_resuming_the_last_checkpoint_of_a_fresh_folder_starts_from_the_beginnin
     with caplog.at_level(logging.WARNING):
         assert resolve_checkpoint(args.training) is None
     assert "no checkpoint-* folder" in caplog.text and "starts from the beginning" in caplog.text
-    (tmp_path / "new" / "checkpoint-3").mkdir(parents=True)
-    (tmp_path / "new" / "checkpoint-12").mkdir()
+    for step in (3, 12):  # finished checkpoints: Trainer writes trainer_state.json last
+        (tmp_path / "new" / f"checkpoint-{step}").mkdir(parents=True)
+        (tmp_path / "new" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert resolve_checkpoint(args.training).endswith("checkpoint-12")
     named = parsed(CAPTIONING_RECIPE, ["--resume_from_checkpoint", str(tmp_path / "gone"), "--output_dir", str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
